@@ -1,0 +1,167 @@
+"""LearningCurve: the metric at every fidelity point of a run, its cost, and how the run ended.
+
+The curve is what the meta-dataset stores and what the surrogates learn from, so it is written atomically after
+every validation point (a killed run leaves the points it reached) and carried inside checkpoints (a run
+continued to more epochs extends the same curve).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+
+CURVE_METRICS = ("val/loss", "val/acc", "val/token_acc")
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_curve(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+class LearningCurve(Callback):
+    """Writes ``curve.json``: one point per validation (fidelity in epochs, metrics, seconds, tokens) and status.
+
+    Args:
+        path: where to write; defaults to ``<trainer.default_root_dir>/curve.json``.
+        zero_shot: evaluate the untouched model on the whole validation set first (the point at fidelity 0).
+
+    Status is ``running`` while training, then ``ok``; ``diverged`` when the training loss became NaN/inf (the
+    module stops the run), ``oom`` on out-of-memory and ``failed`` with the error message on any other error.
+    """
+
+    def __init__(self, path: str | None = None, zero_shot: bool = True) -> None:
+        self.path = path
+        self.zero_shot = zero_shot
+        self.points: list[dict[str, Any]] = []
+        self.status, self.message = "running", None
+        self.seconds_before = 0.0  # time spent in earlier sessions of a continued run
+        self.tokens = 0
+        self.padding_tokens = 0
+        self._started = time.perf_counter()
+        self._losses: list[float] = []
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "points": self.points,
+            "seconds": self.elapsed(),
+            "tokens": self.tokens,
+            "padding_tokens": self.padding_tokens,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.points = list(state["points"])
+        self.seconds_before = state["seconds"]
+        self.tokens = state["tokens"]
+        self.padding_tokens = state["padding_tokens"]
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self._started
+
+    def _file(self, trainer: L.Trainer) -> Path:
+        return Path(self.path) if self.path else Path(trainer.default_root_dir) / "curve.json"
+
+    def write(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        device = str(trainer.strategy.root_device)
+        if trainer.strategy.root_device.type == "cuda":
+            device = torch.cuda.get_device_name(trainer.strategy.root_device)
+        write_json_atomic(
+            self._file(trainer),
+            {
+                "status": self.status,
+                "message": self.message,
+                "points": self.points,
+                "cost": {
+                    "seconds": self.elapsed(),
+                    "tokens": self.tokens,
+                    "padding_tokens": self.padding_tokens,
+                    "device": device,
+                    "num_devices": trainer.world_size,
+                },
+            },
+        )
+
+    # ---------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        self.status, self.message = "running", None
+        has_zero_shot = any(p["fidelity"] == 0 for p in self.points)
+        # the sanity check over the *whole* validation set is the zero-shot point; a continued run has it already
+        trainer.num_sanity_val_steps = float("inf") if self.zero_shot and not has_zero_shot else 0
+        self.write(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.tokens += int(batch["num_tokens"])
+        self.padding_tokens += int(batch["num_padding_tokens"])
+        if outputs is not None:
+            self._losses.append(float(outputs["loss"]))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        metrics = {
+            k: float(trainer.callback_metrics[k]) for k in CURVE_METRICS if k in trainer.callback_metrics
+        }
+        if trainer.sanity_checking:
+            fidelity = 0.0
+            for logger in trainer.loggers:  # Lightning does not log sanity checks; the zero-shot point counts
+                logger.log_metrics(metrics, step=0)
+        else:
+            done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            fidelity = trainer.current_epoch + done / max(1, trainer.num_training_batches)
+            if self._losses:
+                metrics["train/loss"] = sum(self._losses) / len(self._losses)
+        self._losses.clear()
+        self.points.append(
+            {
+                "fidelity": round(fidelity, 6),
+                "step": trainer.global_step,
+                "metrics": metrics,
+                "seconds": self.elapsed(),
+                "tokens": self.tokens,
+            }
+        )
+        self.write(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if getattr(pl_module, "diverged", False):
+            self.status, self.message = "diverged", "training loss became NaN or infinite"
+        elif any(not math.isfinite(v) for p in self.points for v in p["metrics"].values()):
+            self.status, self.message = "diverged", "a validation metric became NaN or infinite"
+        else:
+            self.status = "ok"
+        self.write(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.status = "oom" if isinstance(exception, torch.OutOfMemoryError) else "failed"
+        self.message = f"{type(exception).__name__}: {exception}"
+        self.write(trainer)
