@@ -67,6 +67,12 @@ class AdapterCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+        # Lightning writes `last` only at steps where a top-k checkpoint was written; continuing a run to more
+        # epochs needs `last` after every epoch, improved or not, so this step counts as saved.
+        self._last_global_step_saved = trainer.global_step
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         tmp = f"{filepath}.tmp"
         super()._save_checkpoint(trainer, tmp)

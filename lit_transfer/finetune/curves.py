@@ -120,15 +120,15 @@ class LearningCurve(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.tokens += int(batch["num_tokens"])
         self.padding_tokens += int(batch["num_padding_tokens"])
-        if outputs is not None:
-            self._losses.append(float(outputs["loss"]))
+        loss = (outputs or {}).get("loss")  # absent when the step was skipped (a non-finite loss)
+        if loss is not None:
+            self._losses.append(float(loss))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn != TrainerFn.FITTING:
             return
-        metrics = {
-            k: float(trainer.callback_metrics[k]) for k in CURVE_METRICS if k in trainer.callback_metrics
-        }
+        logged = trainer.callback_metrics
+        metrics = {k: float(logged[k]) for k in CURVE_METRICS if k in logged}
         if trainer.sanity_checking:
             fidelity = 0.0
             for logger in trainer.loggers:  # Lightning does not log sanity checks; the zero-shot point counts
@@ -143,7 +143,8 @@ class LearningCurve(Callback):
             {
                 "fidelity": round(fidelity, 6),
                 "step": trainer.global_step,
-                "metrics": metrics,
+                # NaN/inf are not JSON; a diverged metric is stored as null
+                "metrics": {k: v if math.isfinite(v) else None for k, v in metrics.items()},
                 "seconds": self.elapsed(),
                 "tokens": self.tokens,
             }
@@ -153,15 +154,13 @@ class LearningCurve(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if getattr(pl_module, "diverged", False):
             self.status, self.message = "diverged", "training loss became NaN or infinite"
-        elif any(not math.isfinite(v) for p in self.points for v in p["metrics"].values()):
+        elif any(v is None for p in self.points for v in p["metrics"].values()):
             self.status, self.message = "diverged", "a validation metric became NaN or infinite"
         else:
             self.status = "ok"
         self.write(trainer)
 
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.status = "oom" if isinstance(exception, torch.OutOfMemoryError) else "failed"
         self.message = f"{type(exception).__name__}: {exception}"
         self.write(trainer)

@@ -36,12 +36,8 @@ def toy_qa_examples(seed: int = 0, people: int = 40) -> dict[str, list[dict[str,
         held_out = "validation" if i % 2 == 0 else "test"
         for attr, answer in facts.items():
             first, second = _TEMPLATES[attr]
-            splits["train"].append(
-                {"id": f"{name}-{attr}-0", "question": first.format(name=name), "answer": answer}
-            )
-            splits[held_out].append(
-                {"id": f"{name}-{attr}-1", "question": second.format(name=name), "answer": answer}
-            )
+            splits["train"].append({"id": f"{name}-{attr}-0", "question": first.format(name=name), "answer": answer})
+            splits[held_out].append({"id": f"{name}-{attr}-1", "question": second.format(name=name), "answer": answer})
     return splits
 
 

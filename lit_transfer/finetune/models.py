@@ -85,9 +85,7 @@ def load_causal_lm(
     return model
 
 
-def train_tokenizer(
-    texts: Iterable[str], vocab_size: int = 512, chat_template: bool = True
-) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, chat_template: bool = True) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer in memory, with Phi-3's special tokens (and chat template)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 

@@ -217,10 +217,11 @@ class FinetuneModule(L.LightningModule):
         for metric in (self.test_loss, self.test_acc, self.test_token_acc):
             metric.reset()
 
-    def on_train_epoch_start(self) -> None:
-        # adapter dropout and NEFTune noise draw from the global RNG: seeding it per epoch makes a run continued
-        # from a checkpoint draw the same noise as one trained straight through
-        torch.manual_seed(self.hparams.seed * 100_003 + self.trainer.current_epoch)
+    def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # adapter dropout and NEFTune noise draw from the global RNG; seeding it from (seed, epoch, batch) makes a
+        # run continued from a checkpoint draw the same noise as one trained straight through
+        epoch = self.trainer.current_epoch
+        torch.manual_seed((self.hparams.seed * 1_000_003 + epoch) * 1_000_003 + batch_idx)
 
     # ------------------------------------------------------------------ optimisation
     def steps_per_epoch(self) -> int:
@@ -237,9 +238,7 @@ class FinetuneModule(L.LightningModule):
         elif hp.optimizer == "adafactor":
             optimizer = torch.optim.Adafactor(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         elif hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                params, lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay
-            )
+            optimizer = torch.optim.SGD(params, lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay)
         else:
             raise ValueError(f"unknown optimizer {hp.optimizer!r}; use adamw, adafactor or sgd")
         total = self.steps_per_epoch() * (hp.schedule_epochs or self.trainer.max_epochs)
