@@ -45,7 +45,7 @@ def test_bad_line_names_file_line_and_problem(tmp_path, line, problem):
 
 def test_empty_split_is_an_error(tmp_path):
     path = _write(tmp_path / "validation.jsonl", ["", "  "])
-    with pytest.raises(DatasetError, match="validation.jsonl: split is empty"):
+    with pytest.raises(DatasetError, match=r"validation\.jsonl: split is empty"):
         read_jsonl(path)
 
 

@@ -52,7 +52,7 @@ def test_loss_ignores_prompt_tokens():
 
 
 def test_fit_records_zero_shot_curve_and_adapter_only_checkpoints(tmp_path, tiny_model, qa_dir):
-    module, trainer, curve = fit(tmp_path, tiny_model, qa_dir, max_epochs=2, learning_rate=3e-3)
+    module, _, curve = fit(tmp_path, tiny_model, qa_dir, max_epochs=2, learning_rate=3e-3)
     assert curve["status"] == "ok"
     assert [p["fidelity"] for p in curve["points"]] == [0.0, 1.0, 2.0]
     assert set(curve["points"][1]["metrics"]) == {"val/loss", "val/acc", "val/token_acc", "train/loss"}

@@ -1,0 +1,62 @@
+"""The README's finetuning command, end to end, through ``python -m lit_transfer``."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from peft import PeftConfig
+
+from conftest import REPO
+
+CONFIG = REPO / "configs" / "finetune" / "tiny_lora.yaml"
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_transfer", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_help_and_print_config(tmp_path):
+    helped = run_cli("fit", "--help", cwd=REPO)
+    assert helped.returncode == 0 and "--ckpt_path" in helped.stdout
+    printed = run_cli("fit", "--config", str(CONFIG), "--print_config", cwd=REPO)
+    assert printed.returncode == 0, printed.stderr
+    config = yaml.safe_load(printed.stdout)
+    assert config["model"]["init_args"]["lora_rank"] == 8
+    assert config["model"]["init_args"]["model"] == "assets/models/tiny-phi3"
+
+
+def test_unknown_command_is_named(tmp_path):
+    result = run_cli("fitt", cwd=REPO)
+    assert result.returncode != 0 and "unknown command 'fitt'" in result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_fit_end_to_end_then_continue(tmp_path):
+    (tmp_path / "assets").symlink_to(REPO / "assets")
+    first = run_cli("fit", "--config", str(CONFIG), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "tiny_lora"
+    curve = json.loads((run_dir / "curve.json").read_text())
+    assert curve["status"] == "ok"
+    assert [p["fidelity"] for p in curve["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert curve["points"][-1]["metrics"]["val/loss"] < curve["points"][0]["metrics"]["val/loss"]
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    for name in ("best", "last"):
+        assert (run_dir / "checkpoints" / f"{name}.ckpt").exists()
+        assert PeftConfig.from_pretrained(str(run_dir / "checkpoints" / name)).r == 8
+
+    # freeze-thaw from the command line: continue the same run to 6 epochs
+    more = run_cli(
+        "fit", "--config", str(CONFIG), "--trainer.max_epochs", "6",
+        "--ckpt_path", "runs/tiny_lora/checkpoints/last.ckpt", cwd=tmp_path,
+    )  # fmt: skip
+    assert more.returncode == 0, more.stderr[-3000:]
+    continued = json.loads((run_dir / "curve.json").read_text())
+    assert [p["fidelity"] for p in continued["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert continued["points"][:5] == curve["points"]
