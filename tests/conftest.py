@@ -3,14 +3,11 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path
 
 import pytest
 
 from lit_transfer.finetune.demo import corpus, toy_qa_examples, write_qa_folder
 from lit_transfer.finetune.models import build_tiny_phi3
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from peft import PeftConfig
 
-from conftest import REPO
-
+REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "finetune" / "tiny_lora.yaml"
 
 

@@ -9,7 +9,7 @@ from lit_transfer.finetune import AdapterCheckpoint, FinetuneModule, LearningCur
 from lit_transfer.finetune.curves import read_curve
 from lit_transfer.finetune.data import IGNORE_INDEX
 from lit_transfer.finetune.models import load_causal_lm
-from lit_transfer.finetune.module import answer_statistics
+from lit_transfer.finetune.module import answer_loss, answer_statistics
 
 
 def fit(root, model, data, max_epochs=2, ckpt_path=None, batch_size=4, **module_args):
@@ -41,6 +41,12 @@ def test_answer_statistics_on_known_logits():
     wrong = -math.log(math.exp(0) / (math.exp(10) + 4))  # loss of the one wrong token
     right = -math.log(math.exp(10) / (math.exp(10) + 4))
     assert float(stats["loss"]) == pytest.approx((3 * right + wrong) / 4, rel=1e-5)
+
+
+def test_training_loss_equals_evaluation_loss():
+    logits, labels = torch.randn(3, 7, 11), torch.randint(0, 11, (3, 7))
+    labels[:, :3] = IGNORE_INDEX
+    torch.testing.assert_close(answer_loss(logits, labels), answer_statistics(logits, labels)["loss"])
 
 
 def test_loss_ignores_prompt_tokens():
@@ -114,15 +120,19 @@ def test_nan_run_is_recorded_as_diverged_not_crashed(tmp_path, tiny_model, qa_di
     assert curve["points"][-1]["metrics"]["val/loss"] is None  # stored as JSON null, not NaN
 
 
-def test_failure_is_recorded_with_its_message(tmp_path, tiny_model, qa_dir, monkeypatch):
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(RuntimeError("kaboom at step"), "failed"), (torch.OutOfMemoryError("out of memory at step"), "oom")],
+)
+def test_failure_is_recorded_with_its_message(tmp_path, tiny_model, qa_dir, monkeypatch, error, status):
     def boom(self, batch, batch_idx):
-        raise RuntimeError("kaboom at step")
+        raise error
 
     monkeypatch.setattr(FinetuneModule, "training_step", boom)
-    with pytest.raises(RuntimeError, match="kaboom"):
+    with pytest.raises(type(error)):
         fit(tmp_path, tiny_model, qa_dir, max_epochs=1)
     curve = read_curve(tmp_path / "curve.json")
-    assert curve["status"] == "failed" and curve["message"] == "RuntimeError: kaboom at step"
+    assert curve["status"] == status and curve["message"] == f"{type(error).__name__}: {error}"
     assert [p["fidelity"] for p in curve["points"]] == [0.0]
 
 

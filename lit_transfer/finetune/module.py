@@ -32,6 +32,12 @@ TARGET_MODULE_PRESETS = {
 _SCHEDULER_NAMES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over answer tokens (prompt and padding carry ``IGNORE_INDEX``)."""
+    logits, targets = logits[:, :-1], labels[:, 1:]
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
 def answer_statistics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Loss and accuracy over answer tokens under teacher forcing.
 
@@ -170,7 +176,7 @@ class FinetuneModule(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        loss = answer_statistics(self(batch), batch["labels"])["loss"]
+        loss = answer_loss(self(batch), batch["labels"])
         if not torch.isfinite(loss):
             # skip the update so the adapter stays finite, and stop: the run is recorded as diverged
             self.diverged = True
