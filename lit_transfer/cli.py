@@ -36,7 +36,7 @@ def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (argv and argv[0] in TRAINER_COMMANDS) or argv[:1] in (["-h"], ["--help"]) or not argv:
+    if not argv or argv[0] in (*TRAINER_COMMANDS, "-h", "--help"):
         trainer_cli(argv)
         return
     sys.exit(f"unknown command {argv[0]!r}; commands: {', '.join(TRAINER_COMMANDS)}")
