@@ -53,9 +53,15 @@ def test_tiny_fit_end_to_end_then_continue(tmp_path):
 
     # freeze-thaw from the command line: continue the same run to 6 epochs
     more = run_cli(
-        "fit", "--config", str(CONFIG), "--trainer.max_epochs", "6",
-        "--ckpt_path", "runs/tiny_lora/checkpoints/last.ckpt", cwd=tmp_path,
-    )  # fmt: skip
+        "fit",
+        "--config",
+        str(CONFIG),
+        "--trainer.max_epochs",
+        "6",
+        "--ckpt_path",
+        "runs/tiny_lora/checkpoints/last.ckpt",
+        cwd=tmp_path,
+    )
     assert more.returncode == 0, more.stderr[-3000:]
     continued = json.loads((run_dir / "curve.json").read_text())
     assert [p["fidelity"] for p in continued["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

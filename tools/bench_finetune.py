@@ -54,8 +54,15 @@ def make_rows(model_dir: str, n: int, seq: int) -> list[dict[str, list[int]]]:
 
 
 # no dropout, constant LR: the three implementations must then produce the same losses
-MODULE_ARGS = {"lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0, "learning_rate": LR, "scheduler": "constant",
-               "warmup_fraction": 0.0, "seed": 0}  # fmt: skip
+MODULE_ARGS = {
+    "lora_rank": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.0,
+    "learning_rate": LR,
+    "scheduler": "constant",
+    "warmup_fraction": 0.0,
+    "seed": 0,
+}
 
 
 def fresh_module(model_dir: str, device: str) -> FinetuneModule:
@@ -102,10 +109,19 @@ def run_ours(model_dir, loader, steps, warmup, device) -> StepClock:
             clock.finish(batch_idx, float(outputs["loss"]), int(batch["num_tokens"]))
 
     trainer = L.Trainer(
-        accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=steps, max_epochs=1,
-        gradient_clip_val=1.0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[Clock()],
-    )  # fmt: skip
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        max_steps=steps,
+        max_epochs=1,
+        gradient_clip_val=1.0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[Clock()],
+    )
     trainer.fit(FinetuneModule(model=model_dir, **MODULE_ARGS), train_dataloaders=loader)
     return clock
 
@@ -154,10 +170,22 @@ def run_hf_trainer(model_dir, loader, steps, warmup, device, workdir) -> StepClo
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     args = TrainingArguments(
-        output_dir=str(workdir), max_steps=steps, learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0,
-        weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", logging_steps=1, report_to=[], save_strategy="no",
-        use_cpu=device == "cpu", disable_tqdm=True, remove_unused_columns=False, logging_nan_inf_filter=False,
-    )  # fmt: skip
+        output_dir=str(workdir),
+        max_steps=steps,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=device == "cpu",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        logging_nan_inf_filter=False,
+    )
     trainer = FixedOrderTrainer(model=model, args=args, callbacks=[Clock()])
     trainer.remove_callback(PrinterCallback)  # it prints every step's logs
     trainer.train()
@@ -180,10 +208,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(
             build_tiny_phi3(
-                Path(tmp) / "model", corpus(toy_qa_examples(0, 60)), vocab_size=512, hidden_size=args.hidden,
-                num_layers=args.layers, num_heads=args.heads, max_position_embeddings=max(512, args.seq),
+                Path(tmp) / "model",
+                corpus(toy_qa_examples(0, 60)),
+                vocab_size=512,
+                hidden_size=args.hidden,
+                num_layers=args.layers,
+                num_heads=args.heads,
+                max_position_embeddings=max(512, args.seq),
             )
-        )  # fmt: skip
+        )
         rows = make_rows(model_dir, args.batch * args.steps, args.seq)
         pad = load_tokenizer(model_dir).pad_token_id
         loader = DataLoader(rows, batch_size=args.batch, shuffle=False, collate_fn=AnswerMaskedCollator(pad))

@@ -1,0 +1,379 @@
+"""MetaDataset: finetuning runs, their learning curves and costs, and task meta-features, in one SQLite file.
+
+SQLite in WAL mode lets builder workers write while surrogates and summaries read. A run and its curve are
+written in one transaction, so a killed writer leaves either the whole run or none of it. Failed runs are kept:
+which pipelines diverge on which tasks is information too.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "diverged", "oom", "failed")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (task TEXT PRIMARY KEY, features TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL REFERENCES tasks(task),
+    config_key TEXT NOT NULL,
+    config TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    base_model TEXT NOT NULL,
+    max_epochs INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    seconds REAL NOT NULL,
+    tokens INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    UNIQUE (task, config_key, seed, base_model, max_epochs)
+);
+CREATE TABLE IF NOT EXISTS curves (
+    run_id INTEGER NOT NULL REFERENCES runs(run_id),
+    fidelity REAL NOT NULL,
+    step INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (run_id, fidelity)
+);
+"""
+
+
+class MetaDatasetError(ValueError):
+    """A file that is not a (compatible) lit_transfer meta-dataset, or a record that cannot be stored."""
+
+
+@dataclass
+class RunRecord:
+    """One finetuning run: what was run, how it ended, what it cost, and its curve (one dict per point)."""
+
+    task: str
+    config: dict[str, Any]
+    seed: int
+    base_model: str
+    max_epochs: int
+    status: str
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    message: str | None = None
+    seconds: float = 0.0
+    tokens: int = 0
+    device: str = "cpu"
+    versions: dict[str, str] = field(default_factory=dict)
+    run_id: int | None = None
+
+    @property
+    def config_key(self) -> str:
+        return ";".join(f"{k}={self.config[k]!r}" for k in sorted(self.config))
+
+    def metric(self, name: str = "val/acc") -> list[float | None]:
+        """The curve of one metric over fidelities 1..max (the zero-shot point excluded)."""
+        return [p["metrics"].get(name) for p in self.curve if p["fidelity"] > 0]
+
+    def final(self, name: str = "val/acc") -> float | None:
+        values = self.metric(name)
+        return values[-1] if values else None
+
+
+class MetaDataset:
+    """Open (or create) a meta-dataset file. Raises ``MetaDatasetError`` for a corrupt or foreign file."""
+
+    def __init__(self, path: str | Path, create: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise MetaDatasetError(f"{self.path}: no such meta-dataset")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            self._check_or_create(create)
+        except sqlite3.DatabaseError as err:
+            self.conn.close()
+            raise MetaDatasetError(f"{self.path}: not a readable SQLite meta-dataset ({err})") from None
+
+    def _check_or_create(self, create: bool) -> None:
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            if tables or not create:
+                self.conn.close()
+                raise MetaDatasetError(f"{self.path}: an SQLite file, but not a lit_transfer meta-dataset")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            version = f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+            self.conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {version} COMMIT;")
+            return
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            version = None if row is None else row[0]
+            self.conn.close()
+            raise MetaDatasetError(f"{self.path}: schema version {version}, this lit_transfer reads {SCHEMA_VERSION}")
+
+    def transaction(self):
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> MetaDataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ tasks
+    def add_task(self, task: str, features: dict[str, float]) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?)", (task, json.dumps(features)))
+
+    def tasks(self) -> dict[str, dict[str, float]]:
+        return {t: json.loads(f) for t, f in self.conn.execute("SELECT task, features FROM tasks ORDER BY task")}
+
+    # ------------------------------------------------------------------ runs
+    def add_run(self, run: RunRecord) -> int:
+        """Store a finished run and its curve atomically; a second run with the same identity replaces it."""
+        if run.status not in STATUSES:
+            raise MetaDatasetError(f"run status must be one of {STATUSES}, got {run.status!r}")
+        if run.task not in self.tasks():
+            raise MetaDatasetError(f"unknown task {run.task!r}: add the task (with its meta-features) first")
+        with self.transaction():
+            old = self.conn.execute(
+                "SELECT run_id FROM runs WHERE task=? AND config_key=? AND seed=? AND base_model=? AND max_epochs=?",
+                (run.task, run.config_key, run.seed, run.base_model, run.max_epochs),
+            ).fetchone()
+            if old is not None:
+                self.conn.execute("DELETE FROM curves WHERE run_id=?", old)
+                self.conn.execute("DELETE FROM runs WHERE run_id=?", old)
+            cursor = self.conn.execute(
+                "INSERT INTO runs (task, config_key, config, seed, base_model, max_epochs, status, message, seconds,"
+                " tokens, device, versions, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.task,
+                    run.config_key,
+                    json.dumps(run.config),
+                    run.seed,
+                    run.base_model,
+                    run.max_epochs,
+                    run.status,
+                    run.message,
+                    run.seconds,
+                    run.tokens,
+                    run.device,
+                    json.dumps(run.versions),
+                    time.time(),
+                ),
+            )
+            run_id = cursor.lastrowid
+            self.conn.executemany(
+                "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        p["fidelity"],
+                        p.get("step", 0),
+                        json.dumps(p["metrics"]),
+                        p.get("seconds", 0.0),
+                        p.get("tokens", 0),
+                    )
+                    for p in run.curve
+                ],
+            )
+        run.run_id = run_id
+        return run_id
+
+    def has_run(self, task: str, config_key: str, seed: int, base_model: str, max_epochs: int) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM runs WHERE task=? AND config_key=? AND seed=? AND base_model=? AND max_epochs=?",
+                (task, config_key, seed, base_model, max_epochs),
+            ).fetchone()
+            is not None
+        )
+
+    def runs(self, task: str | None = None) -> Iterator[RunRecord]:
+        query = "SELECT * FROM runs" + (" WHERE task=?" if task else "") + " ORDER BY run_id"
+        self.conn.row_factory = sqlite3.Row
+        try:
+            rows = self.conn.execute(query, (task,) if task else ()).fetchall()
+            points: dict[int, list[dict[str, Any]]] = {}
+            for p in self.conn.execute("SELECT * FROM curves ORDER BY run_id, fidelity"):
+                points.setdefault(p["run_id"], []).append(
+                    {
+                        "fidelity": p["fidelity"],
+                        "step": p["step"],
+                        "metrics": json.loads(p["metrics"]),
+                        "seconds": p["seconds"],
+                        "tokens": p["tokens"],
+                    }
+                )
+        finally:
+            self.conn.row_factory = None
+        for r in rows:
+            yield RunRecord(
+                task=r["task"],
+                config=json.loads(r["config"]),
+                seed=r["seed"],
+                base_model=r["base_model"],
+                max_epochs=r["max_epochs"],
+                status=r["status"],
+                curve=points.get(r["run_id"], []),
+                message=r["message"],
+                seconds=r["seconds"],
+                tokens=r["tokens"],
+                device=r["device"],
+                versions=json.loads(r["versions"]),
+                run_id=r["run_id"],
+            )
+
+    def __len__(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    # ------------------------------------------------------------------ exchange
+    def to_frames(self) -> dict[str, pd.DataFrame]:
+        tasks = pd.DataFrame([{"task": t, "features": json.dumps(f)} for t, f in self.tasks().items()])
+        runs, curves = [], []
+        for r in self.runs():
+            runs.append(
+                {
+                    "run_id": r.run_id,
+                    "task": r.task,
+                    "config": json.dumps(r.config),
+                    "seed": r.seed,
+                    "base_model": r.base_model,
+                    "max_epochs": r.max_epochs,
+                    "status": r.status,
+                    "message": r.message,
+                    "seconds": r.seconds,
+                    "tokens": r.tokens,
+                    "device": r.device,
+                    "versions": json.dumps(r.versions),
+                }
+            )
+            curves += [{"run_id": r.run_id, **p, "metrics": json.dumps(p["metrics"])} for p in r.curve]
+        return {"tasks": tasks, "runs": pd.DataFrame(runs), "curves": pd.DataFrame(curves)}
+
+    def export_parquet(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, frame in self.to_frames().items():
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+        return folder
+
+    @classmethod
+    def import_parquet(cls, folder: str | Path, path: str | Path) -> MetaDataset:
+        folder = Path(folder)
+        frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("tasks", "runs", "curves")}
+        store = cls(path, create=True)
+        for row in frames["tasks"].itertuples():
+            store.add_task(row.task, json.loads(row.features))
+        points: dict[int, list] = {}
+        for p in frames["curves"].itertuples():
+            points.setdefault(p.run_id, []).append(
+                {
+                    "fidelity": p.fidelity,
+                    "step": int(p.step),
+                    "metrics": json.loads(p.metrics),
+                    "seconds": p.seconds,
+                    "tokens": int(p.tokens),
+                }
+            )
+        for r in frames["runs"].itertuples():
+            store.add_run(
+                RunRecord(
+                    task=r.task,
+                    config=json.loads(r.config),
+                    seed=int(r.seed),
+                    base_model=r.base_model,
+                    max_epochs=int(r.max_epochs),
+                    status=r.status,
+                    curve=points.get(r.run_id, []),
+                    message=None if pd.isna(r.message) else r.message,
+                    seconds=float(r.seconds),
+                    tokens=int(r.tokens),
+                    device=r.device,
+                    versions=json.loads(r.versions),
+                )
+            )
+        return store
+
+    def export_quicktune(self, folder: str | Path, metric: str = "val/acc") -> Path:
+        """quicktunetool's layout: one row per run in ``config.csv``, ``meta.csv`` (task meta-features),
+        ``curve.csv`` (metric at epochs 1..E) and ``cost.csv`` (seconds)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tasks = self.tasks()
+        runs = list(self.runs())
+        index = pd.Index([r.run_id for r in runs], name="run_id")
+        config = pd.DataFrame([{"task": r.task, "seed": r.seed, "status": r.status, **r.config} for r in runs], index)
+        meta = pd.DataFrame([tasks[r.task] for r in runs], index)
+        width = max((r.max_epochs for r in runs), default=0)
+        curve = pd.DataFrame(
+            [r.metric(metric) + [None] * (width - len(r.metric(metric))) for r in runs],
+            index,
+            columns=[str(e) for e in range(1, width + 1)],
+        )
+        cost = pd.DataFrame({"cost": [r.seconds for r in runs]}, index)
+        for name, frame in {"config": config, "meta": meta, "curve": curve, "cost": cost}.items():
+            frame.to_csv(folder / f"{name}.csv")
+        return folder
+
+    @classmethod
+    def import_quicktune(
+        cls, folder: str | Path, path: str | Path, metric: str = "val/acc", base_model: str = "unknown"
+    ) -> MetaDataset:
+        folder = Path(folder)
+        config = pd.read_csv(folder / "config.csv", index_col=0)
+        meta = pd.read_csv(folder / "meta.csv", index_col=0)
+        curve = pd.read_csv(folder / "curve.csv", index_col=0)
+        cost = pd.read_csv(folder / "cost.csv", index_col=0)
+        store = cls(path, create=True)
+        for task in config["task"].unique():
+            first = config.index[config["task"] == task][0]
+            store.add_task(str(task), {k: float(v) for k, v in meta.loc[first].items()})
+        hp_columns = [c for c in config.columns if c not in ("task", "seed", "status")]
+        for run_id, row in config.iterrows():
+            values = curve.loc[run_id].tolist()
+            points = [
+                {"fidelity": float(e), "metrics": {metric: float(v)}}
+                for e, v in zip(curve.columns, values, strict=True)
+                if not pd.isna(v)
+            ]
+            store.add_run(
+                RunRecord(
+                    task=str(row["task"]),
+                    config={c: _native(row[c]) for c in hp_columns},
+                    seed=int(row.get("seed", 0)),
+                    base_model=base_model,
+                    max_epochs=len(curve.columns),
+                    status=str(row.get("status", "ok")),
+                    curve=points,
+                    seconds=float(cost.loc[run_id, "cost"]),
+                )
+            )
+        return store
+
+
+def _native(value: Any) -> Any:
+    """pandas gives numpy scalars; configs hold plain Python values."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: one writer at a time, all or nothing."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

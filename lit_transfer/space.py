@@ -1,0 +1,207 @@
+"""SearchSpace and PipelineConfig: the finetuning pipeline choices a tuner searches over.
+
+Ranges live in YAML (``configs/space/*.yaml``) so users can change the space without code. A ``PipelineConfig``
+is one point in it; it turns into the arguments of ``FinetuneModule`` / ``QADataModule`` / ``Trainer`` (a ready
+``fit`` config) and into a numeric vector for the surrogates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+KINDS = ("categorical", "ordinal", "float")
+DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "configs" / "space" / "default.yaml"
+# where each hyperparameter goes in a fit config; the rest are FinetuneModule arguments
+_DATA_ARGS = {"batch_size"}
+_TRAINER_ARGS = {"gradient_clip": "gradient_clip_val"}
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One dimension: ``categorical`` (unordered choices), ``ordinal`` (ordered choices) or ``float`` (a range,
+    optionally on a log scale)."""
+
+    name: str
+    kind: str
+    default: Any
+    choices: tuple = ()
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"hyperparameter {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "float":
+            if not self.low <= self.default <= self.high or (self.log and self.low <= 0):
+                raise ValueError(f"hyperparameter {self.name!r}: need 0 < low <= default <= high (log) or low <= high")
+        elif self.default not in self.choices:
+            raise ValueError(f"hyperparameter {self.name!r}: default {self.default!r} is not among {self.choices}")
+
+    def from_unit(self, u: float) -> Any:
+        """Map u in [0, 1) to a value; the inverse of ``to_unit`` up to rounding."""
+        if self.kind == "float":
+            if self.log:
+                return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+            return float(self.low + u * (self.high - self.low))
+        return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+
+    def check(self, value: Any) -> None:
+        if self.kind == "float":
+            if not isinstance(value, int | float) or not self.low <= value <= self.high:
+                raise ValueError(f"{self.name}={value!r} is outside [{self.low}, {self.high}]")
+        elif value not in self.choices:
+            raise ValueError(f"{self.name}={value!r} is not one of {list(self.choices)}")
+
+    def encode(self, value: Any) -> list[float]:
+        """Floats and ordinals -> one number in [0, 1]; categoricals -> one-hot."""
+        if self.kind == "float":
+            if self.log:
+                return [(math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))]
+            return [(value - self.low) / (self.high - self.low) if self.high > self.low else 0.0]
+        index = self.choices.index(value)
+        if self.kind == "ordinal":
+            return [index / max(1, len(self.choices) - 1)]
+        return [float(i == index) for i in range(len(self.choices))]
+
+    def feature_names(self) -> list[str]:
+        if self.kind == "categorical":
+            return [f"{self.name}={c}" for c in self.choices]
+        return [self.name]
+
+
+@dataclass(frozen=True)
+class PipelineConfig(Mapping):
+    """One finetuning pipeline: a value for every hyperparameter of its space (read-only mapping)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def key(self) -> str:
+        """A stable identity: the same pipeline always gets the same key."""
+        return ";".join(f"{k}={self.values[k]!r}" for k in sorted(self.values))
+
+    def module_args(self) -> dict[str, Any]:
+        """``FinetuneModule`` arguments (alpha is stored as a ratio of the rank so it scales with it)."""
+        args = {k: v for k, v in self.values.items() if k not in _DATA_ARGS and k not in _TRAINER_ARGS}
+        ratio = args.pop("lora_alpha_ratio", None)
+        if ratio is not None:
+            args["lora_alpha"] = float(ratio) * args["lora_rank"]
+        return args
+
+    def data_args(self) -> dict[str, Any]:
+        return {k: v for k, v in self.values.items() if k in _DATA_ARGS}
+
+    def trainer_args(self) -> dict[str, Any]:
+        args = {target: self.values[name] for name, target in _TRAINER_ARGS.items() if name in self.values}
+        if args.get("gradient_clip_val") == 0:
+            args["gradient_clip_val"] = None  # 0 means no clipping
+        return args
+
+    def fit_config(self, model: str, data: str, max_epochs: int, root_dir: str, seed: int = 0) -> dict[str, Any]:
+        """A complete ``python -m lit_transfer fit`` config for this pipeline."""
+        return {
+            "seed_everything": seed,
+            "trainer": {
+                "max_epochs": max_epochs,
+                "default_root_dir": root_dir,
+                **self.trainer_args(),
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": root_dir, "name": "tensorboard"},
+                },
+                "callbacks": [
+                    {"class_path": "lit_transfer.finetune.LearningCurve"},
+                    {
+                        "class_path": "lit_transfer.finetune.AdapterCheckpoint",
+                        "init_args": {"dirpath": f"{root_dir}/checkpoints"},
+                    },
+                ],
+            },
+            "model": {
+                "class_path": "lit_transfer.finetune.FinetuneModule",
+                "init_args": {"model": model, **self.module_args(), "schedule_epochs": max_epochs, "seed": seed},
+            },
+            "data": {
+                "class_path": "lit_transfer.finetune.QADataModule",
+                "init_args": {"data": data, **self.data_args(), "seed": seed},
+            },
+        }
+
+
+class SearchSpace:
+    """The hyperparameters and the fidelity range (epochs 1..``max_epochs``)."""
+
+    def __init__(self, hyperparameters: list[Hyperparameter], max_epochs: int = 8) -> None:
+        if not hyperparameters:
+            raise ValueError("a search space needs at least one hyperparameter")
+        self.hyperparameters = {h.name: h for h in hyperparameters}
+        self.max_epochs = max_epochs
+
+    @classmethod
+    def from_yaml(cls, path: str | Path = DEFAULT_SPACE) -> SearchSpace:
+        spec = yaml.safe_load(Path(path).read_text())
+        try:
+            params = [
+                Hyperparameter(name=name, **{k: tuple(v) if k == "choices" else v for k, v in body.items()})
+                for name, body in spec["hyperparameters"].items()
+            ]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path}: malformed search space ({err})") from None
+        return cls(params, max_epochs=spec.get("max_epochs", 8))
+
+    def __len__(self) -> int:
+        return len(self.hyperparameters)
+
+    def default(self) -> PipelineConfig:
+        return PipelineConfig({name: h.default for name, h in self.hyperparameters.items()})
+
+    def config(self, values: Mapping[str, Any]) -> PipelineConfig:
+        """Validate ``values`` (every hyperparameter, nothing unknown) and wrap them."""
+        unknown = set(values) - set(self.hyperparameters)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
+        missing = set(self.hyperparameters) - set(values)
+        if missing:
+            raise ValueError(f"missing hyperparameter(s): {', '.join(sorted(missing))}")
+        for name, value in values.items():
+            self.hyperparameters[name].check(value)
+        return PipelineConfig(dict(values))
+
+    def sample(self, n: int, seed: int = 0) -> list[PipelineConfig]:
+        """``n`` configs from a scrambled Sobol sequence: quasi-random, spread evenly, the same for a seed."""
+        from scipy.stats import qmc
+
+        points = qmc.Sobol(d=len(self), scramble=True, seed=seed).random(n)
+        names = list(self.hyperparameters)
+        return [
+            PipelineConfig(
+                {name: self.hyperparameters[name].from_unit(float(u)) for name, u in zip(names, row, strict=False)}
+            )
+            for row in points
+        ]
+
+    def encode(self, config: Mapping[str, Any]) -> np.ndarray:
+        self.config(config)
+        return np.array([x for name, h in self.hyperparameters.items() for x in h.encode(config[name])], np.float32)
+
+    def feature_names(self) -> list[str]:
+        return [f for h in self.hyperparameters.values() for f in h.feature_names()]

@@ -1,0 +1,128 @@
+import sqlite3
+
+import pytest
+
+from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError, RunRecord
+
+
+def _run(task="t1", lr=1e-3, status="ok", epochs=3):
+    curve = [{"fidelity": 0.0, "step": 0, "metrics": {"val/acc": 0.0, "val/loss": 3.0}, "seconds": 0.5, "tokens": 0}]
+    curve += [
+        {
+            "fidelity": float(e),
+            "step": 10 * e,
+            "metrics": {"val/acc": 0.1 * e, "val/loss": 3.0 - 0.2 * e},
+            "seconds": 1.0 + e,
+            "tokens": 100 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    return RunRecord(
+        task=task,
+        config={"learning_rate": lr, "adapter": "lora", "lora_rank": 8},
+        seed=0,
+        base_model="m",
+        max_epochs=epochs,
+        status=status,
+        curve=curve,
+        message=None if status == "ok" else "boom",
+        seconds=4.5,
+        tokens=300,
+        versions={"torch": "x"},
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = MetaDataset(tmp_path / "meta.sqlite", create=True)
+    store.add_task("t1", {"size": 100.0, "zero_shot_acc": 0.0})
+    store.add_task("t2", {"size": 50.0, "zero_shot_acc": 0.1})
+    store.add_run(_run())
+    store.add_run(_run(lr=1e-2, status="diverged"))
+    store.add_run(_run(task="t2"))
+    yield store
+    store.close()
+
+
+def _same(a: MetaDataset, b: MetaDataset, with_all_metrics: bool = True):
+    assert a.tasks() == b.tasks()
+    ra, rb = list(a.runs()), list(b.runs())
+    assert len(ra) == len(rb) == 3
+    for x, y in zip(ra, rb, strict=True):
+        assert (x.task, x.config, x.status, x.seconds, x.max_epochs) == (
+            y.task,
+            y.config,
+            y.status,
+            y.seconds,
+            y.max_epochs,
+        )
+        assert x.metric("val/acc") == pytest.approx(y.metric("val/acc"))
+        if with_all_metrics:
+            assert x.curve == y.curve and x.message == y.message and x.versions == y.versions
+
+
+def test_sqlite_round_trip(store, tmp_path):
+    store.close()
+    reopened = MetaDataset(tmp_path / "meta.sqlite")
+    runs = list(reopened.runs())
+    assert [r.status for r in runs] == ["ok", "diverged", "ok"]
+    assert runs[0].metric() == pytest.approx([0.1, 0.2, 0.3]) and runs[0].final() == pytest.approx(0.3)
+    assert runs[1].message == "boom" and len(reopened) == 3
+    assert reopened.has_run("t1", runs[0].config_key, 0, "m", 3)
+    assert not reopened.has_run("t1", runs[0].config_key, 1, "m", 3)
+
+
+def test_same_run_replaces_not_duplicates(store):
+    store.add_run(_run(status="failed"))
+    assert len(store) == 3
+    assert sorted(r.status for r in store.runs("t1")) == ["diverged", "failed"]
+
+
+def test_parquet_round_trip(store, tmp_path):
+    folder = store.export_parquet(tmp_path / "pq")
+    _same(store, MetaDataset.import_parquet(folder, tmp_path / "copy.sqlite"))
+
+
+def test_quicktune_csv_round_trip(store, tmp_path):
+    folder = store.export_quicktune(tmp_path / "qtt")
+    assert {p.name for p in folder.iterdir()} == {"config.csv", "meta.csv", "curve.csv", "cost.csv"}
+    header = (folder / "curve.csv").read_text().splitlines()[0]
+    assert header == "run_id,1,2,3"
+    _same(store, MetaDataset.import_quicktune(folder, tmp_path / "copy.sqlite", base_model="m"), with_all_metrics=False)
+
+
+def test_bad_records_are_refused(store):
+    with pytest.raises(MetaDatasetError, match="status"):
+        store.add_run(_run(status="weird"))
+    with pytest.raises(MetaDatasetError, match="unknown task 'nope'"):
+        store.add_run(_run(task="nope"))
+    assert len(store) == 3  # nothing half-written
+
+
+def test_corrupt_or_foreign_files_give_clear_errors(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(MetaDatasetError, match="not a readable SQLite meta-dataset"):
+        MetaDataset(garbage)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(MetaDatasetError, match="not a lit_transfer meta-dataset"):
+        MetaDataset(foreign)
+    with pytest.raises(MetaDatasetError, match="no such meta-dataset"):
+        MetaDataset(tmp_path / "missing.sqlite")
+
+
+def test_newer_schema_is_refused(store, tmp_path):
+    store.conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    store.close()
+    with pytest.raises(MetaDatasetError, match="schema version 99"):
+        MetaDataset(tmp_path / "meta.sqlite")
+
+
+def test_readers_see_committed_runs_while_a_writer_is_open(store, tmp_path):
+    reader = MetaDataset(tmp_path / "meta.sqlite")
+    with store.transaction():
+        store.conn.execute("DELETE FROM curves")
+        assert len(next(iter(reader.runs())).curve) == 4  # the reader sees the last committed state
+    assert next(iter(reader.runs())).curve == []

@@ -1,0 +1,71 @@
+import json
+import re
+
+import pytest
+
+from lit_transfer.finetune.data import read_jsonl
+from lit_transfer.metadataset.tasks import DEFAULT_TASKS, FAMILIES, TaskSpec, write_tasks
+from lit_transfer.metadataset.world import World
+
+
+def _name(question: str) -> str:
+    return re.search(r"[A-Z][a-z]+ [A-Z][a-z]+", question).group(0)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=0)
+
+
+def test_world_is_deterministic():
+    a, b = World(seed=3), World(seed=3)
+    assert a.people == b.people and a.corpus(seed=1)[:50] == b.corpus(seed=1)[:50]
+    assert World(seed=4).people != a.people
+
+
+@pytest.mark.parametrize("spec", DEFAULT_TASKS, ids=lambda s: s.name)
+def test_tasks_are_deterministic_and_valid(world, spec, tmp_path):
+    first, second = spec.generate(world), spec.generate(world)
+    assert first == second
+    assert [len(first[s]) for s in ("train", "validation", "test")] == [spec.train, spec.validation, spec.test]
+    folder = spec.write(world, tmp_path / spec.name)
+    for split in ("train", "validation", "test"):
+        examples = read_jsonl(folder / f"{split}.jsonl")  # valid under the finetuning data contract
+        assert all(e.answer.strip() for e in examples)
+    ids = [r["id"] for rows in first.values() for r in rows]
+    assert len(set(ids)) == len(ids)
+
+
+def test_answers_are_right(world):
+    """Spot-check each family's answers against the world."""
+    by_name = {p.name: p for p in world.people}
+    for row in TaskSpec("m", "multi_hop", train=50, validation=1, test=1).generate(world)["train"]:
+        person = by_name[_name(row["question"])]
+        expected = by_name[person.friend].city if "friend" in row["question"] else world.company_city[person.employer]
+        assert row["answer"] == expected
+    for row in TaskSpec("a", "arithmetic", train=50, validation=1, test=1).generate(world)["train"]:
+        words = row["question"].rstrip("?").split()
+        a, op, b = int(words[2]), words[3], int(words[4])
+        assert int(row["answer"]) == (a + b if op == "plus" else a - b)
+    answers = [r["answer"] for r in TaskSpec("y", "yes_no", train=100, validation=1, test=1).generate(world)["train"]]
+    assert 30 < answers.count("yes") < 70
+
+
+def test_splits_ask_about_different_people(world):
+    splits = TaskSpec("c", "closed_book", train=100, validation=50, test=50).generate(world)
+    names = {s: {_name(r["question"]) for r in rows} for s, rows in splits.items()}
+    assert not names["train"] & names["validation"] and not names["train"] & names["test"]
+
+
+def test_suite_covers_eight_families_with_different_sizes(tmp_path):
+    assert len({s.family for s in DEFAULT_TASKS}) == len(FAMILIES) >= 8
+    assert len({s.train for s in DEFAULT_TASKS}) >= 4
+    paths = write_tasks(tmp_path, DEFAULT_TASKS[:2])
+    assert json.loads((paths[1] / "train.jsonl").read_text().splitlines()[0])["context"]
+
+
+def test_bad_task_specs(world):
+    with pytest.raises(ValueError, match="unknown task family"):
+        TaskSpec("x", "poetry").generate(world)
+    with pytest.raises(ValueError, match="needs 2000 examples"):
+        TaskSpec("x", "arithmetic", train=1800, validation=100, test=100).generate(world)
