@@ -1,17 +1,25 @@
-"""Command line: LightningCLI for the Trainer commands (fit/validate/test/predict).
+"""Command line: LightningCLI for the Trainer commands (fit/validate/test/predict), jsonargparse for the rest.
 
-Model and data are given by ``class_path`` in the YAML, so the same ``fit`` trains a finetuning run or, later, a
-surrogate.
+Model and data are given by ``class_path`` in the YAML, so the same ``fit`` trains a finetuning run or a
+surrogate. Commands that are not Trainer runs are plain functions; their docstrings are their ``--help``.
 """
 
 from __future__ import annotations
 
 import sys
 
+from jsonargparse import CLI
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from lit_transfer.metadataset.build import BuildPlan, build
+from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
+from lit_transfer.metadataset.summary import format_table, summarize
+from lit_transfer.metadataset.tasks import write_tasks
+from lit_transfer.space import DEFAULT_SPACE, SearchSpace
+
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+SHIPPED_METADATASET = "assets/metadata/micro.sqlite"
 
 
 def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
@@ -34,9 +42,54 @@ def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI
     )
 
 
+def metadata_build(plan: BuildPlan, progress: bool = True) -> None:
+    """Build or extend a meta-dataset of finetuning runs (resumable: rerun the same command to continue).
+
+    Args:
+        plan: what to build (``--config configs/metadata/micro.yaml``).
+        progress: show a progress bar with ETA.
+    """
+    store = build(plan, progress=progress)
+    print(f"{plan.out}: {len(store)} runs")
+
+
+def metadata_tasks(out: str, world_seed: int = 0) -> None:
+    """Write the synthetic QA task suite (one folder of train/validation/test JSONL per task).
+
+    Args:
+        out: folder to write into.
+        world_seed: seed of the generated world the tasks ask about.
+    """
+    for path in write_tasks(out, world_seed=world_seed):
+        print(path)
+
+
+def metadata_summary(path: str = SHIPPED_METADATASET, json: bool = False, space: str = str(DEFAULT_SPACE)) -> None:
+    """Per task: runs, failures, best / median / default-config final val/acc; and how much tasks agree.
+
+    Args:
+        path: the meta-dataset (default: the shipped one).
+        json: print one JSON object instead of a table.
+        space: the search space whose default config is reported as "default".
+    """
+    import json as json_module
+
+    with MetaDataset(path) as store:
+        summary = summarize(store, SearchSpace.from_yaml(space).default().key())
+    print(json_module.dumps(summary) if json else format_table(summary))
+
+
+COMMANDS = {"metadata": {"build": metadata_build, "tasks": metadata_tasks, "summary": metadata_summary}}
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in (*TRAINER_COMMANDS, "-h", "--help"):
         trainer_cli(argv)
         return
-    sys.exit(f"unknown command {argv[0]!r}; commands: {', '.join(TRAINER_COMMANDS)}")
+    if argv[0] not in COMMANDS:
+        sys.exit(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}")
+    try:
+        CLI(COMMANDS, args=argv, as_positional=True)
+    except MetaDatasetError as err:
+        sys.exit(f"error: {err}")

@@ -3,11 +3,17 @@
 from pathlib import Path
 
 import pytest
+from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningCLI
 
 from lit_transfer import cli
+from lit_transfer.metadataset.build import BuildPlan
+from lit_transfer.space import SearchSpace
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FINETUNE = sorted((CONFIGS / "finetune").glob("*.yaml"))
+METADATA = sorted((CONFIGS / "metadata").glob("*.yaml"))
+SPACES = sorted((CONFIGS / "space").glob("*.yaml"))
 
 
 class ParseOnlyCLI(LightningCLI):
@@ -17,8 +23,13 @@ class ParseOnlyCLI(LightningCLI):
         pass
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
-def test_config_parses_against_code(config, monkeypatch):
+def test_every_config_is_checked():
+    assert set(CONFIGS.rglob("*.yaml")) == set(FINETUNE + METADATA + SPACES)
+    assert {"tiny_lora.yaml", "phi3_mini_lora.yaml"} <= {p.name for p in FINETUNE}
+
+
+@pytest.mark.parametrize("config", FINETUNE, ids=lambda p: p.name)
+def test_finetune_config_parses_against_code(config, monkeypatch):
     monkeypatch.setattr(cli, "LightningCLI", ParseOnlyCLI)
     parsed = cli.trainer_cli(["--config", str(config)], run=False).config
     assert parsed.model.class_path.startswith("lit_transfer.")
@@ -27,13 +38,22 @@ def test_config_parses_against_code(config, monkeypatch):
 
 def test_a_drifted_config_is_rejected(tmp_path, monkeypatch):
     config = tmp_path / "bad.yaml"
-    text = (CONFIGS[0].parent / "tiny_lora.yaml").read_text().replace("lora_rank:", "lora_rnak:")
-    config.write_text(text)
+    config.write_text((CONFIGS / "finetune" / "tiny_lora.yaml").read_text().replace("lora_rank:", "lora_rnak:"))
     monkeypatch.setattr(cli, "LightningCLI", ParseOnlyCLI)
     with pytest.raises(SystemExit):
         cli.trainer_cli(["--config", str(config)], run=False)
 
 
-def test_configs_found():
-    names = {p.name for p in CONFIGS}
-    assert {"tiny_lora.yaml", "phi3_mini_lora.yaml"} <= names
+@pytest.mark.parametrize("config", METADATA, ids=lambda p: p.name)
+def test_metadata_config_parses_against_build_plan(config):
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action="config")
+    parser.add_argument("--plan", type=BuildPlan)
+    plan = parser.instantiate_classes(parser.parse_args(["--config", str(config)])).plan
+    assert isinstance(plan, BuildPlan) and plan.configs_per_task >= 64 and len(plan.tasks) >= 8
+
+
+@pytest.mark.parametrize("config", SPACES, ids=lambda p: p.name)
+def test_space_config_loads(config):
+    space = SearchSpace.from_yaml(config)
+    assert len(space) >= 10 and space.max_epochs >= 1

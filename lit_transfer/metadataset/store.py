@@ -8,6 +8,7 @@ which pipelines diverge on which tasks is information too.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -91,26 +92,35 @@ class MetaDataset:
 
     def __init__(self, path: str | Path, create: bool = False) -> None:
         self.path = Path(path)
-        if not self.path.exists() and not create:
-            raise MetaDatasetError(f"{self.path}: no such meta-dataset")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            if not create:
+                raise MetaDatasetError(f"{self.path}: no such meta-dataset")
+            self._create()
         self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            self._check_or_create(create)
+            self._check()
         except sqlite3.DatabaseError as err:
             self.conn.close()
             raise MetaDatasetError(f"{self.path}: not a readable SQLite meta-dataset ({err})") from None
 
-    def _check_or_create(self, create: bool) -> None:
+    def _create(self) -> None:
+        """Write the schema into a temporary file and rename it into place, so no reader sees an empty file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            version = f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {version} COMMIT;")
+        finally:
+            conn.close()
+        os.replace(tmp, self.path)
+
+    def _check(self) -> None:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables:
-            if tables or not create:
-                self.conn.close()
-                raise MetaDatasetError(f"{self.path}: an SQLite file, but not a lit_transfer meta-dataset")
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            version = f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
-            self.conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {version} COMMIT;")
-            return
+            self.conn.close()
+            raise MetaDatasetError(f"{self.path}: an SQLite file, but not a lit_transfer meta-dataset")
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None or int(row[0]) != SCHEMA_VERSION:
             version = None if row is None else row[0]
