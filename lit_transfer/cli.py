@@ -79,6 +79,20 @@ def metadata_summary(path: str = SHIPPED_METADATASET, json: bool = False, space:
     print(json_module.dumps(summary) if json else format_table(summary))
 
 
+def _summary_args(argv: list[str]) -> list[str]:
+    """Accept ``metadata summary [PATH] [--json]`` as well as jsonargparse's ``--path P --json true``."""
+    out = argv[:2]
+    rest = argv[2:]
+    for i, arg in enumerate(rest):
+        if arg == "--json" and (i + 1 == len(rest) or rest[i + 1].startswith("-")):
+            out += ["--json", "true"]
+        elif i == 0 and not arg.startswith("-"):
+            out += ["--path", arg]
+        else:
+            out.append(arg)
+    return out
+
+
 COMMANDS = {"metadata": {"build": metadata_build, "tasks": metadata_tasks, "summary": metadata_summary}}
 
 
@@ -89,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[0] not in COMMANDS:
         sys.exit(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}")
+    if argv[:2] == ["metadata", "summary"]:
+        argv = _summary_args(argv)
     try:
         CLI(COMMANDS, args=argv, as_positional=True)
     except MetaDatasetError as err:

@@ -3,7 +3,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -77,9 +76,21 @@ def test_a_failing_trial_is_recorded_with_its_message(tmp_path, tiny_model):
 def test_build_resumes_after_sigkill_without_losing_or_duplicating_runs(tmp_path, tiny_model, space):
     config = tmp_path / "build.yaml"
     config.write_text(yaml.safe_dump({"plan": _plan(tmp_path, tiny_model, space, configs=5)}))
-    command = [sys.executable, "-m", "lit_transfer", "metadata", "build", "--config", str(config), "--progress", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "lit_transfer",
+        "metadata",
+        "build",
+        "--config",
+        str(config),
+        "--progress",
+        "false",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     db = tmp_path / "meta.sqlite"
     deadline = time.time() + 300
     while time.time() < deadline:
