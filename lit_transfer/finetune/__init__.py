@@ -4,5 +4,6 @@ from lit_transfer.finetune.checkpoint import AdapterCheckpoint
 from lit_transfer.finetune.curves import LearningCurve
 from lit_transfer.finetune.data import DatasetError, QADataModule
 from lit_transfer.finetune.module import FinetuneModule
+from lit_transfer.finetune.precision import AdapterPrecision
 
-__all__ = ["AdapterCheckpoint", "DatasetError", "FinetuneModule", "LearningCurve", "QADataModule"]
+__all__ = ["AdapterCheckpoint", "AdapterPrecision", "DatasetError", "FinetuneModule", "LearningCurve", "QADataModule"]
