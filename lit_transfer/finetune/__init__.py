@@ -5,5 +5,14 @@ from lit_transfer.finetune.curves import LearningCurve
 from lit_transfer.finetune.data import DatasetError, QADataModule
 from lit_transfer.finetune.module import FinetuneModule
 from lit_transfer.finetune.precision import AdapterPrecision
+from lit_transfer.finetune.strategies import AdapterDDPStrategy
 
-__all__ = ["AdapterCheckpoint", "AdapterPrecision", "DatasetError", "FinetuneModule", "LearningCurve", "QADataModule"]
+__all__ = [
+    "AdapterCheckpoint",
+    "AdapterDDPStrategy",
+    "AdapterPrecision",
+    "DatasetError",
+    "FinetuneModule",
+    "LearningCurve",
+    "QADataModule",
+]
