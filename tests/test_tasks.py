@@ -41,7 +41,8 @@ def test_answers_are_right(world):
     by_name = {p.name: p for p in world.people}
     for row in TaskSpec("m", "multi_hop", train=50, validation=1, test=1).generate(world)["train"]:
         person = by_name[_name(row["question"])]
-        expected = by_name[person.friend].city if "friend" in row["question"] else world.company_city[person.employer]
+        friend = by_name[person.friend]
+        expected = friend.colour if "friend" in row["question"] else world.company_city[person.employer]
         assert row["answer"] == expected
     for row in TaskSpec("a", "arithmetic", train=50, validation=1, test=1).generate(world)["train"]:
         words = row["question"].rstrip("?").split()

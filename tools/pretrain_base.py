@@ -50,7 +50,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     world = World(seed=args.world_seed)
     docs = world.corpus(seed=args.seed)
-    tokenizer = train_tokenizer(docs, vocab_size=args.vocab)
+    # a pretrained (not instruction-tuned) model has no chat template: prompts use the plain QA template
+    tokenizer = train_tokenizer(docs, vocab_size=args.vocab, chat_template=False)
     blocks = token_blocks(tokenizer, docs, args.block)
     config = tiny_phi3_config(
         tokenizer,
@@ -108,7 +109,8 @@ def main() -> None:
         f"""# world-phi3 base model
 
 A small Phi-3-architecture causal LM ({params / 1e6:.2f} M parameters: hidden {args.hidden}, {args.layers} layers,
-{args.heads} heads, vocabulary {len(tokenizer)} byte-level BPE with Phi-3's chat tokens and template), pretrained
+{args.heads} heads, vocabulary {len(tokenizer)} byte-level BPE with Phi-3's special tokens; no chat template, as
+it is not instruction-tuned, so finetuning prompts use the plain QA template), pretrained
 from random weights by `tools/pretrain_base.py` on documents about the generated world of
 `lit_transfer.metadataset.world` (seed {args.world_seed}) plus general arithmetic, spelling, counting and
 calendar statements — never on the QA tasks.

@@ -30,7 +30,7 @@ def closed_book(world: World, people: list[Person], rng: random.Random) -> list[
     """Recall a fact the base model read during pretraining."""
     out = []
     for p in people:
-        attr = rng.choice(list(ATTRIBUTES))
+        attr = rng.choice(["occupation", "colour", "pet"])
         template, value = ATTRIBUTES[attr]
         out.append({"question": template.format(n=p.name), "answer": value(p)})
     return out
@@ -62,7 +62,7 @@ def reading(world: World, people: list[Person], rng: random.Random) -> list[Exam
 def arithmetic(world: World, people: list[Person], rng: random.Random) -> list[Example]:
     out = []
     for _ in people:
-        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
         if rng.random() < 0.5:
             out.append({"question": f"What is {a} plus {b}?", "answer": str(a + b)})
         else:
@@ -71,12 +71,14 @@ def arithmetic(world: World, people: list[Person], rng: random.Random) -> list[E
 
 
 def multi_hop(world: World, people: list[Person], rng: random.Random) -> list[Example]:
-    """Two recalls chained: the friend's attribute, or the employer's city."""
+    """Two recalls chained: the friend's favourite colour, or the employer's city."""
     out = []
     for p in people:
         if rng.random() < 0.5:
             friend = world.person(p.friend)
-            out.append({"question": f"Where does the best friend of {p.name} live?", "answer": friend.city})
+            out.append(
+                {"question": f"What is the favourite colour of the best friend of {p.name}?", "answer": friend.colour}
+            )
         else:
             out.append(
                 {
@@ -144,13 +146,22 @@ def counting(world: World, people: list[Person], rng: random.Random) -> list[Exa
 
 def dates_units(world: World, people: list[Person], rng: random.Random) -> list[Example]:
     out = []
-    for p in people:
-        if rng.random() < 0.5:
-            year = p.born + rng.randint(5, 80)
-            out.append({"question": f"How old does {p.name} turn in {year}?", "answer": str(year - p.born)})
-        else:
+    for _ in people:
+        kind = rng.random()
+        if kind < 0.4:
             hours = rng.randint(1, 24)
             out.append({"question": f"How many minutes are in {hours} hours?", "answer": str(hours * 60)})
+        elif kind < 0.8:
+            weeks = rng.randint(1, 12)
+            out.append({"question": f"How many days are in {weeks} weeks?", "answer": str(weeks * 7)})
+        else:
+            year, age = rng.randint(1900, 1990), rng.randint(1, 30)
+            out.append(
+                {
+                    "question": f"Someone was born in {year}. In which year do they turn {age}?",
+                    "answer": str(year + age),
+                }
+            )
     return out
 
 
@@ -198,14 +209,14 @@ class TaskSpec:
 
 # The default suite: one task per family, with sizes that differ so that cost and data size vary across tasks.
 DEFAULT_TASKS = [
-    TaskSpec("closed_book", "closed_book", train=192),
-    TaskSpec("reading", "reading", train=128),
-    TaskSpec("arithmetic", "arithmetic", train=256),
-    TaskSpec("multi_hop", "multi_hop", train=160),
-    TaskSpec("string_ops", "string_ops", train=96),
-    TaskSpec("yes_no", "yes_no", train=128),
-    TaskSpec("counting", "counting", train=224),
-    TaskSpec("dates_units", "dates_units", train=160),
+    TaskSpec("closed_book", "closed_book", train=352),
+    TaskSpec("reading", "reading", train=256),
+    TaskSpec("arithmetic", "arithmetic", train=320),
+    TaskSpec("multi_hop", "multi_hop", train=352),
+    TaskSpec("string_ops", "string_ops", train=192),
+    TaskSpec("yes_no", "yes_no", train=256),
+    TaskSpec("counting", "counting", train=288),
+    TaskSpec("dates_units", "dates_units", train=224),
 ]
 
 
