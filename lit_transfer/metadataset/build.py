@@ -38,6 +38,13 @@ class Trial:
     max_length: int
     eval_batch_size: int
 
+    def record(self, status: str, message: str | None = None, **measured: Any) -> RunRecord:
+        """The run record of this trial, with whatever was measured (curve, seconds, tokens, device)."""
+        return RunRecord(
+            task=self.task, config=self.config, seed=self.seed, base_model=self.base_model,
+            max_epochs=self.max_epochs, status=status, message=message, versions=versions(), **measured,
+        )  # fmt: skip
+
 
 @dataclass
 class BuildPlan:
@@ -157,32 +164,17 @@ def run_trial(trial: Trial, accelerator: str = "cpu") -> RunRecord:
         status, message = result["status"], result["message"]
         if status == "running":
             status, message = "failed", "the run ended without a final status"
-        return RunRecord(
-            task=trial.task,
-            config=trial.config,
-            seed=trial.seed,
-            base_model=trial.base_model,
-            max_epochs=trial.max_epochs,
-            status=status,
-            message=message,
+        cost = result["cost"]
+        return trial.record(
+            status,
+            message,
             curve=result["points"],
-            seconds=result["cost"]["seconds"],
-            tokens=result["cost"]["tokens"],
-            device=result["cost"]["device"],
-            versions=versions(),
+            seconds=cost["seconds"],
+            tokens=cost["tokens"],
+            device=cost["device"],
         )
     except Exception as err:
-        return RunRecord(
-            task=trial.task,
-            config=trial.config,
-            seed=trial.seed,
-            base_model=trial.base_model,
-            max_epochs=trial.max_epochs,
-            status="failed",
-            message=f"{type(err).__name__}: {err}",
-            versions=versions(),
-            curve=[],
-        )
+        return trial.record("failed", f"{type(err).__name__}: {err}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -305,27 +297,9 @@ def _run_pool(plan: BuildPlan, store: MetaDataset, trials: list[Trial], attempts
                     if attempts[key] < 2:
                         retry.append(trial)
                         continue
-                    record = RunRecord(
-                        task=trial.task,
-                        config=trial.config,
-                        seed=trial.seed,
-                        base_model=trial.base_model,
-                        max_epochs=trial.max_epochs,
-                        status="failed",
-                        message="the worker process died twice",
-                        versions=versions(),
-                    )
+                    record = trial.record("failed", "the worker process died twice")
                 except Exception as err:
-                    record = RunRecord(
-                        task=trial.task,
-                        config=trial.config,
-                        seed=trial.seed,
-                        base_model=trial.base_model,
-                        max_epochs=trial.max_epochs,
-                        status="failed",
-                        message="".join(traceback.format_exception_only(err)).strip(),
-                        versions=versions(),
-                    )
+                    record = trial.record("failed", "".join(traceback.format_exception_only(err)).strip())
                 store.add_run(record)
                 advance()
             if retry:  # the pool is broken: hand the rest to a new one
