@@ -7,7 +7,6 @@ from lit_transfer.finetune.data import (
     IGNORE_INDEX,
     AnswerMaskedCollator,
     DatasetError,
-    EpochSeededSampler,
     PromptFormatter,
     QADataModule,
     QAExample,
@@ -129,13 +128,17 @@ def test_pack_respects_max_length():
     assert [len(r["input_ids"]) for r in packed] == [9, 9]
 
 
-def test_shuffle_depends_on_seed_and_epoch_only():
-    a, b = EpochSeededSampler(50, seed=3), EpochSeededSampler(50, seed=3)
-    b.set_epoch(1)
-    first_b = list(b)
-    b.set_epoch(0)
-    assert list(a) == list(b) != first_b
-    assert sorted(a) == list(range(50))
+def test_shuffle_depends_on_seed_and_epoch_only(qa_dir, tiny_model):
+    def order(seed, epoch):
+        dm = QADataModule(str(qa_dir), tokenizer=tiny_model, seed=seed)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)  # what Lightning does at every epoch start
+        return list(loader.sampler)
+
+    assert order(3, 0) == order(3, 0) != order(3, 1)
+    assert order(3, 0) != order(4, 0)
+    assert sorted(order(3, 0)) == list(range(len(order(3, 0))))
 
 
 def test_datamodule_builds_loaders(tmp_path, tiny_model, qa_splits):

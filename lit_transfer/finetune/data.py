@@ -8,13 +8,13 @@ hub dataset name. Every problem is reported before training starts, naming the f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
 from lit_transfer.finetune.models import load_tokenizer
@@ -188,26 +188,6 @@ class AnswerMaskedCollator:
         return batch
 
 
-class EpochSeededSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), so a run continued from a checkpoint sees the same order.
-
-    Lightning calls ``set_epoch`` on samplers that have it at the start of every epoch.
-    """
-
-    def __init__(self, size: int, seed: int = 0) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-
 class QADataModule(L.LightningDataModule):
     """Question-answer data for finetuning: prompt template, answer-only loss, dynamic padding.
 
@@ -270,10 +250,17 @@ class QADataModule(L.LightningDataModule):
                 raise DatasetError(f"{self.data}: no {split!r} split, which stage {stage!r} needs")
 
     def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
+        sampler = None
+        if shuffle:
+            # the order depends only on (seed, epoch) — Lightning calls set_epoch — so a run continued from a
+            # checkpoint sees the same batches as one trained straight through; with N processes each takes every
+            # N-th example of that same order, so N x batch_size under DDP equals one process's N-times batch
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+            sampler = DistributedSampler(rows, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         return DataLoader(
             rows,
             batch_size=batch_size,
-            sampler=EpochSeededSampler(len(rows), self.seed) if shuffle else None,
+            sampler=sampler,
             collate_fn=AnswerMaskedCollator(self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
         )
