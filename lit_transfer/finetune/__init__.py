@@ -6,11 +6,13 @@ from lit_transfer.finetune.data import DatasetError, QADataModule
 from lit_transfer.finetune.module import FinetuneModule
 from lit_transfer.finetune.precision import AdapterPrecision
 from lit_transfer.finetune.strategies import AdapterDDPStrategy
+from lit_transfer.finetune.throughput import AdapterThroughputMonitor
 
 __all__ = [
     "AdapterCheckpoint",
     "AdapterDDPStrategy",
     "AdapterPrecision",
+    "AdapterThroughputMonitor",
     "DatasetError",
     "FinetuneModule",
     "LearningCurve",

@@ -20,6 +20,7 @@ from transformers.integrations.neftune import activate_neftune
 
 from lit_transfer.finetune.data import IGNORE_INDEX
 from lit_transfer.finetune.models import Quantization, load_causal_lm, load_tokenizer
+from lit_transfer.finetune.throughput import FlopCounter
 
 AdapterKind = Literal["lora", "rslora", "dora"]
 OptimizerName = Literal["adamw", "adafactor", "sgd"]
@@ -122,6 +123,8 @@ class FinetuneModule(L.LightningModule):
         # only adapter weights are checkpointed; the frozen base is reloaded from `model`
         self.strict_loading = False
         self.diverged = False
+        self._flop_counter: FlopCounter | None = None
+        self.flops_per_batch = 0
         self.val_loss, self.val_token_acc, self.val_acc = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
         self.test_loss, self.test_token_acc, self.test_acc = MeanMetric(), MeanMetric(), MeanMetric()
@@ -223,7 +226,19 @@ class FinetuneModule(L.LightningModule):
         for metric in (self.test_loss, self.test_acc, self.test_token_acc):
             metric.reset()
 
+    @property
+    def flop_counter(self) -> FlopCounter:
+        if self._flop_counter is None:
+            self._flop_counter = FlopCounter(self.model)
+        return self._flop_counter
+
+    def on_validation_batch_start(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.flops_per_batch = self.flop_counter.evaluation(*batch["input_ids"].shape)  # read by ThroughputMonitor
+
     def on_train_batch_start(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.flops_per_batch = self.flop_counter.training(*batch["input_ids"].shape)  # read by ThroughputMonitor
         # adapter dropout and NEFTune noise draw from the global RNG; seeding it from (seed, epoch, batch) makes a
         # run continued from a checkpoint draw the same noise as one trained straight through
         epoch = self.trainer.current_epoch
