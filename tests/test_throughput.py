@@ -31,7 +31,7 @@ def test_monitor_logs_flops_and_tokens(tmp_path, tiny_model, qa_dir):
     )  # fmt: skip
     trainer.fit(FinetuneModule(model=tiny_model), QADataModule(str(qa_dir), batch_size=4, max_length=64))
     trainer.logger.save()
-    rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
+    rows = list(csv.DictReader((Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()))
     logged = {k for row in rows for k, v in row.items() if v}
     assert {"train/device/flops_per_sec", "train/device/items_per_sec", "validate/device/flops_per_sec"} <= logged
     assert all(float(r["train/device/flops_per_sec"]) > 0 for r in rows if r["train/device/flops_per_sec"])
