@@ -15,11 +15,13 @@ SCRIPT = Path(__file__).parent / "scripts" / "train_steps.py"
 
 
 @pytest.fixture(scope="module")
-def digit_qa(tmp_path_factory, qa_splits):
-    """Every answer is one digit, so every example has the same number of answer tokens: the mean loss of two
-    half-batches then equals the mean loss of the whole batch, and DDP must match one process exactly."""
-    folder = tmp_path_factory.mktemp("digits")
-    rows = [{"question": r["question"], "answer": str(i % 10)} for i, r in enumerate(qa_splits["train"][:16])]
+def uneven_qa(tmp_path_factory, qa_splits):
+    """Answers of very different lengths, so the two processes see different numbers of answer tokens: a plain
+    average of their mean losses would differ from the mean over the whole batch."""
+    folder = tmp_path_factory.mktemp("uneven")
+    rows = [
+        {"question": r["question"], "answer": r["answer"] * (1 + i % 4)} for i, r in enumerate(qa_splits["train"][:16])
+    ]
     for split in ("train", "validation"):
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
@@ -36,9 +38,9 @@ def _train(tiny_model, data, out, devices, batch):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path, tiny_model, digit_qa):
-    ddp = _train(tiny_model, digit_qa, tmp_path / "ddp", devices=2, batch=2)
-    single = _train(tiny_model, digit_qa, tmp_path / "single", devices=1, batch=4)
+def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path, tiny_model, uneven_qa):
+    ddp = _train(tiny_model, uneven_qa, tmp_path / "ddp", devices=2, batch=2)
+    single = _train(tiny_model, uneven_qa, tmp_path / "single", devices=1, batch=4)
     assert set(ddp) == set(single)
     moved = 0
     for name, weight in single.items():

@@ -180,13 +180,22 @@ class FinetuneModule(L.LightningModule):
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         loss = answer_loss(self(batch), batch["labels"])
-        if not torch.isfinite(loss):
-            # skip the update so the adapter stays finite, and stop: the run is recorded as diverged
+        finite = torch.isfinite(loss).float()
+        scale = torch.ones_like(loss)
+        if self.trainer.world_size > 1:
+            # DDP averages gradients over processes. Weighting each process's token-mean by its share of all answer
+            # tokens makes that average the token-mean of the global batch, as one process would compute it.
+            local = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().float()
+            total, finite = self.trainer.strategy.reduce(torch.stack([local, finite]), reduce_op="sum")
+            scale = local * self.trainer.world_size / total
+            finite = finite / self.trainer.world_size
+        if finite < 1:
+            # skip the update (on every process) so the adapter stays finite, and stop: the run is recorded diverged
             self.diverged = True
             self.trainer.should_stop = True
             return None
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].size(0))
-        return loss
+        return loss * scale
 
     def _evaluate(self, batch: dict[str, torch.Tensor], loss, token_acc, acc) -> None:
         stats = answer_statistics(self(batch), batch["labels"])
