@@ -96,10 +96,21 @@ def _summary_args(argv: list[str]) -> list[str]:
 COMMANDS = {"metadata": {"build": metadata_build, "tasks": metadata_tasks, "summary": metadata_summary}}
 
 
+USAGE = """usage: python -m lit_transfer COMMAND ...
+
+  fit | validate | test | predict    a Lightning Trainer run from a YAML config (--help for its options)
+  metadata build | tasks | summary   build a meta-dataset, write the QA tasks, summarise a meta-dataset
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in (*TRAINER_COMMANDS, "-h", "--help"):
-        trainer_cli(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    if argv[0] in TRAINER_COMMANDS:
+        trainer_cli(None if from_command_line else argv)  # LightningCLI reads sys.argv itself
         return
     if argv[0] not in COMMANDS:
         sys.exit(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}")
