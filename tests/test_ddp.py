@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from lit_transfer.finetune import FinetuneModule
 
@@ -27,14 +28,19 @@ def uneven_qa(tmp_path_factory, qa_splits):
     return folder
 
 
-def _train(tiny_model, data, out, devices, batch):
+def _train(tiny_model, data, out, devices, batch, *extra):
+    """Train in subprocesses; return the adapter as saved in the peft folder of the last checkpoint."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), tiny_model, str(data), str(out), str(devices), str(batch)],
+        [sys.executable, str(SCRIPT), tiny_model, str(data), str(out), str(devices), str(batch), *extra],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    return torch.load(out / "adapter.pt")
+    restored = FinetuneModule.load_from_checkpoint(out / "checkpoints" / "last.ckpt")  # in one process
+    from_peft = load_file(out / "checkpoints" / "last" / "adapter_model.safetensors")
+    adapter = restored.adapter_state_dict()
+    assert len(from_peft) == len(adapter) > 0
+    return adapter
 
 
 @pytest.mark.slow
@@ -43,6 +49,7 @@ def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path, tiny_
     single = _train(tiny_model, uneven_qa, tmp_path / "single", devices=1, batch=4)
     assert set(ddp) == set(single)
     moved = 0
+    assert (tmp_path / "ddp" / "dtypes.json").exists()
     for name, weight in single.items():
         # the all-reduce adds in another order than one process, and Adam divides each update by the root of the
         # gradient's second moment, which magnifies that float32 rounding where a gradient is tiny: seen 1e-4 of
@@ -52,7 +59,13 @@ def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path, tiny_
         moved += int(not torch.equal(weight, torch.zeros_like(weight)) and "lora_B" in name)
     assert moved > 0  # the adapters did train
 
-    # saved under DDP, loaded in a single process (no strategy)
-    restored = FinetuneModule.load_from_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
-    for name, weight in restored.adapter_state_dict().items():
-        torch.testing.assert_close(weight, ddp[name])
+
+@pytest.mark.slow
+def test_fsdp_shards_a_bf16_base_with_fp32_adapters_and_saves_like_every_strategy(tmp_path, tiny_model, uneven_qa):
+    fsdp = _train(tiny_model, uneven_qa, tmp_path / "fsdp", 2, 2, "fsdp_adapter", "32-true")
+    single = _train(tiny_model, uneven_qa, tmp_path / "single", 1, 4)
+    for name, weight in single.items():
+        assert (fsdp[name] - weight).abs().max() <= 1e-3 * weight.abs().max(), name
+    _train(tiny_model, uneven_qa, tmp_path / "bf16", 2, 2, "fsdp_adapter", "bf16-mixed")
+    dtypes = json.loads((tmp_path / "bf16" / "dtypes.json").read_text())
+    assert dtypes == {"trainable": ["torch.float32"], "frozen": ["torch.bfloat16"]}

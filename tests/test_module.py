@@ -171,3 +171,26 @@ def test_bad_arguments_are_rejected(tiny_model):
     module.hparams.quantization = "int3"
     with pytest.raises(ValueError, match="unknown quantization"):
         module.configure_model()
+
+
+@pytest.mark.parametrize("adapter", ["lora", "dora"])
+def test_peft_folder_matches_peft_save_pretrained(tmp_path, tiny_model, adapter):
+    from safetensors.torch import load_file
+
+    from lit_transfer.finetune.checkpoint import write_peft_adapter
+
+    module = FinetuneModule(model=tiny_model, adapter=adapter)
+    module.configure_model()
+    for p in module.parameters():
+        if p.requires_grad:
+            p.data.normal_()  # lora_B starts at zero; make every tensor distinguishable
+    state = {k.removeprefix("model."): v for k, v in module.adapter_state_dict().items()}
+    write_peft_adapter(module.model, state, tmp_path / "ours")
+    module.model.save_pretrained(tmp_path / "peft")
+    ours, theirs = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("ours", "peft"))
+    assert ours.keys() == theirs.keys() and len(ours) > 0
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+    assert (tmp_path / "ours" / "adapter_config.json").read_text() == (
+        tmp_path / "peft" / "adapter_config.json"
+    ).read_text()

@@ -7,13 +7,16 @@ it (``best/``, ``last/``) is a plain peft adapter that ``PeftModel.from_pretrain
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from safetensors.torch import save_file
 
 
 def adapter_dir(ckpt_path: str | Path) -> Path:
@@ -22,12 +25,30 @@ def adapter_dir(ckpt_path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix == ".ckpt" else path.with_name(path.name + ".adapter")
 
 
-def save_adapter_atomic(model, directory: Path) -> None:
-    """``save_pretrained`` into a temporary folder, then swap it in, so a crash never leaves half an adapter."""
+def write_peft_adapter(model, state: dict[str, torch.Tensor], directory: Path) -> None:
+    """Write an adapter in peft's format (``adapter_config.json`` + ``adapter_model.safetensors``) from its state
+    dict. peft's own ``save_pretrained`` finds adapter weights by walking the module tree, which FSDP's wrappers
+    hide; the names in a gathered state dict are clean, so the files are written from them (same keys as peft's:
+    without the adapter name, DoRA magnitudes without ``.weight``)."""
+    adapter = model.active_adapter
+    tensors = {}
+    for key, value in state.items():
+        key = key.replace(f".{adapter}.", ".")
+        if ".lora_magnitude_vector." in key and key.endswith(".weight"):
+            key = key.removesuffix(".weight")
+        tensors[key] = value.detach().contiguous()
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, directory / "adapter_model.safetensors", metadata={"format": "pt"})
+    # like peft, the saved config is for inference
+    dataclasses.replace(model.peft_config[adapter], inference_mode=True).save_pretrained(directory)
+
+
+def save_adapter_atomic(model, directory: Path, state: dict[str, torch.Tensor]) -> None:
+    """Write the peft folder into a temporary folder, then swap it in, so a crash never leaves half an adapter."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     try:
-        model.save_pretrained(tmp)
+        write_peft_adapter(model, state, tmp)
         old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
             os.replace(directory, old)
@@ -55,6 +76,7 @@ class AdapterCheckpoint(ModelCheckpoint):
         save_top_k: int = 1,
         every_n_epochs: int | None = None,
     ) -> None:
+        self._adapter_state: dict = {}
         super().__init__(
             dirpath=dirpath,
             filename=filename,
@@ -67,6 +89,15 @@ class AdapterCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        # the strategy has gathered the weights into the checkpoint (under FSDP on rank 0 only); keep the adapter's
+        # part for the peft folder instead of asking a sharded model for its state dict again
+        names = pl_module.trainable_names()
+        self._adapter_state = {
+            k.removeprefix("model."): v for k, v in checkpoint.get("state_dict", {}).items() if k in names
+        }
+        return super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
     def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
         super()._save_topk_checkpoint(trainer, monitor_candidates)
         # Lightning writes `last` only at steps where a top-k checkpoint was written; continuing a run to more
@@ -78,7 +109,7 @@ class AdapterCheckpoint(ModelCheckpoint):
         super()._save_checkpoint(trainer, tmp)
         if trainer.is_global_zero:
             os.replace(tmp, filepath)
-            save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath))
+            save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath), self._adapter_state)
         self._last_checkpoint_saved = filepath
         trainer.strategy.barrier("adapter_checkpoint")
 

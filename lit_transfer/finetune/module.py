@@ -170,12 +170,22 @@ class FinetuneModule(L.LightningModule):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
         return self.model(**inputs, use_cache=False).logits
 
+    def trainable_names(self) -> set[str]:
+        """State-dict names of the trainable (adapter) weights, also when FSDP has wrapped submodules."""
+        return {
+            name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+            for name, p in self.named_parameters()
+            if p.requires_grad
+        }
+
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in trainable}
+        names = self.trainable_names()
+        return {k: v for k, v in self.state_dict().items() if k in names}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["state_dict"] = self.adapter_state_dict()
+        # filter the state dict the strategy gathered (under FSDP only rank 0 holds it) rather than recompute it
+        names = self.trainable_names()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
 
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:

@@ -34,12 +34,16 @@ class AdapterPrecision(MixedPrecision):
         self.low_dtype = _DTYPES[precision]
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
-        """Cast frozen floating-point weights to the low dtype and trainable ones to fp32, in place."""
-        for param in module.parameters():
-            if not param.is_floating_point():
-                continue  # quantized (e.g. nf4) storage stays as it is
-            target = torch.float32 if param.requires_grad else self.low_dtype
-            if param.dtype != target:
-                param.data = param.data.to(target)
-        # buffers (e.g. rotary inverse frequencies) stay as the model keeps them: they are small and precision-critical
-        return module
+        return cast_for_adapter_training(module, self.low_dtype)
+
+
+def cast_for_adapter_training(module: torch.nn.Module, low_dtype: torch.dtype) -> torch.nn.Module:
+    """Cast frozen floating-point weights to ``low_dtype`` and trainable ones to fp32, in place."""
+    for param in module.parameters():
+        if not param.is_floating_point():
+            continue  # quantized (e.g. nf4) storage stays as it is
+        target = torch.float32 if param.requires_grad else low_dtype
+        if param.dtype != target:
+            param.data = param.data.to(target)
+    # buffers (e.g. rotary inverse frequencies) stay as the model keeps them: they are small and precision-critical
+    return module
