@@ -101,7 +101,8 @@ def run(variant: str, model_dir: str, args) -> dict[str, float]:
     )  # fmt: skip
     clock = Clock(args.warmup)
     trainer = L.Trainer(
-        accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1, max_steps=args.steps + args.warmup,
+        accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=1,
+        max_steps=args.steps + args.warmup,
         precision=precision, plugins=[AdapterPrecision("bf16", device=args.device)] if plugin else None,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock],
