@@ -73,19 +73,21 @@ class AdapterFSDPPrecision(FSDPPrecision):
     """FSDP's precision plugin with adapter semantics: the frozen base is cast to the low dtype, trainable weights
     stay fp32, and FSDP casts nothing (each unit keeps its own dtype); compute runs under autocast."""
 
+    @property
+    def low_dtype(self) -> torch.dtype | None:
+        return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.precision)
+
     def convert_module(self, module: Module) -> Module:
-        dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.precision)
-        return cast_for_adapter_training(module, dtype) if dtype else module
+        return cast_for_adapter_training(module, self.low_dtype) if self.low_dtype else module
 
     @property
     def mixed_precision_config(self) -> TorchMixedPrecision:
         return TorchMixedPrecision()  # no param/reduce/buffer casting by FSDP
 
     def forward_context(self) -> AbstractContextManager:
-        dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(self.precision)
-        if dtype is None:
+        if self.low_dtype is None:
             return nullcontext()
-        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype)
+        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=self.low_dtype)
 
 
 class AdapterFSDPStrategy(FSDPStrategy):
