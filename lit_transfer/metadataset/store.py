@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from lit_transfer.space import PipelineConfig
+
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "oom", "failed")
 _SCHEMA = """
@@ -76,7 +78,8 @@ class RunRecord:
 
     @property
     def config_key(self) -> str:
-        return ";".join(f"{k}={self.config[k]!r}" for k in sorted(self.config))
+        # the builder looks runs up by PipelineConfig.key(); one definition keeps the two in agreement
+        return PipelineConfig(self.config).key()
 
     def metric(self, name: str = "val/acc") -> list[float | None]:
         """The curve of one metric over fidelities 1..max (the zero-shot point excluded)."""
