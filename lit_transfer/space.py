@@ -158,15 +158,38 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path = DEFAULT_SPACE) -> SearchSpace:
-        spec = yaml.safe_load(Path(path).read_text())
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()), source=str(path))
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any], source: str = "search space") -> SearchSpace:
+        """The inverse of ``to_dict``; the YAML layout (``max_epochs``, ``hyperparameters``)."""
         try:
             params = [
                 Hyperparameter(name=name, **{k: tuple(v) if k == "choices" else v for k, v in body.items()})
                 for name, body in spec["hyperparameters"].items()
             ]
         except (KeyError, TypeError) as err:
-            raise ValueError(f"{path}: malformed search space ({err})") from None
+            raise ValueError(f"{source}: malformed search space ({err})") from None
         return cls(params, max_epochs=spec.get("max_epochs", 8))
+
+    @classmethod
+    def resolve(cls, space: str | Path | Mapping[str, Any] | SearchSpace) -> SearchSpace:
+        """A space from a YAML path, a ``to_dict`` mapping (as stored in checkpoints) or a space."""
+        if isinstance(space, SearchSpace):
+            return space
+        return cls.from_dict(space) if isinstance(space, Mapping) else cls.from_yaml(space)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML layout as plain data, so a model can carry its space inside its checkpoint."""
+        params = {}
+        for h in self.hyperparameters.values():
+            body: dict[str, Any] = {"kind": h.kind, "default": h.default}
+            if h.kind == "float":
+                body.update(low=h.low, high=h.high, log=h.log)
+            else:
+                body["choices"] = list(h.choices)
+            params[h.name] = body
+        return {"max_epochs": self.max_epochs, "hyperparameters": params}
 
     def __len__(self) -> int:
         return len(self.hyperparameters)

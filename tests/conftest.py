@@ -31,3 +31,49 @@ def tiny_model_plain(tmp_path_factory, qa_splits):
     """The same without a chat template, for the plain prompt path."""
     out = tmp_path_factory.mktemp("tiny-phi3-plain")
     return str(build_tiny_phi3(out, corpus(qa_splits), vocab_size=320, chat_template=False))
+
+
+def write_synthetic_metadataset(path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0):
+    """A meta-dataset of saturating curves acc(t) = A_task * (1 - exp(-rate * t)) whose rate depends on the config
+    (learning rate, rank, optimizer), and costs per training token that grow with rank and shrink with batch size:
+    what surrogates must recover."""
+    import math
+
+    from lit_transfer.metadataset.build import TASK_FEATURES
+    from lit_transfer.metadataset.store import MetaDataset, RunRecord
+    from lit_transfer.space import SearchSpace
+
+    space = SearchSpace.from_yaml()
+    sampled = [space.default(), *space.sample(configs - 1, seed=seed)]
+    with MetaDataset(path, create=True) as store:
+        for i, task in enumerate(tasks):
+            level = 0.7 + 0.1 * i
+            features = {name: 1.0 + 0.1 * i * (j + 1) for j, name in enumerate(TASK_FEATURES)}
+            features.update(zero_shot_loss=5.0, zero_shot_acc=0.0, log_train_size=5.0 + 0.2 * i)
+            store.add_task(task, features)
+            for config in sampled:
+                lr = space.hyperparameters["learning_rate"].encode(config["learning_rate"])[0]
+                rank = space.hyperparameters["lora_rank"].encode(config["lora_rank"])[0]
+                rate = 0.02 + 0.8 * lr**2 + 0.1 * rank + (0.0 if config["optimizer"] == "sgd" else 0.1)
+                tokens = math.exp(features["log_train_size"]) * (
+                    features["mean_prompt_tokens"] + features["mean_answer_tokens"]
+                )  # an epoch's work: training tokens
+                per_epoch = 1e-3 * tokens * (32 / config["batch_size"]) ** 0.5 * (1 + rank)
+                curve = [{"fidelity": 0.0, "metrics": {"val/acc": 0.0, "val/loss": 5.0}, "seconds": 0.0}]
+                for t in range(1, epochs + 1):
+                    acc = level * (1 - math.exp(-rate * t))
+                    curve.append(
+                        {"fidelity": float(t), "metrics": {"val/acc": acc, "val/loss": 5.0 * (1 - acc)},
+                         "seconds": per_epoch * t}
+                    )  # fmt: skip
+                store.add_run(
+                    RunRecord(
+                        task, dict(config.values), 0, "synthetic", epochs, "ok", curve=curve, seconds=per_epoch * epochs
+                    )
+                )
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_metadataset(tmp_path_factory):
+    return str(write_synthetic_metadataset(tmp_path_factory.mktemp("synthetic") / "meta.sqlite"))

@@ -179,6 +179,13 @@ def run_trial(trial: Trial, accelerator: str = "cpu") -> RunRecord:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# what ``task_features`` measures, in the order surrogates read them
+TASK_FEATURES = (
+    "log_train_size", "log_validation_size", "mean_prompt_tokens", "mean_answer_tokens", "answer_diversity",
+    "context_share", "zero_shot_loss", "zero_shot_acc", "zero_shot_token_acc",
+)  # fmt: skip
+
+
 def task_features(data: str, base_model: str, max_length: int, eval_batch_size: int) -> dict[str, float]:
     """Cheap descriptors of a task, computed before any finetuning: size, lengths, answer diversity, and how the
     untouched base model does on the validation split (zero-shot loss and accuracy)."""

@@ -1,0 +1,81 @@
+"""What a meta-learned surrogate has to beat on a new task.
+
+``mean_config_scores``: a config's average final result on the other tasks (no model at all).
+``PlainGP``: an exact GP with an ARD Matérn kernel on the very inputs the deep-kernel GP gets, conditioned on a
+bounded random subset of the meta-training examples plus the new task's observations (no feature learning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import gpytorch
+import torch
+
+from lit_transfer.surrogate.data import CurveExamples
+
+
+def mean_config_scores(finals: Mapping[str, Mapping[str, float]], task: str, config_keys: Sequence[str]) -> list[float]:
+    """Each config's mean final metric over the tasks other than ``task`` (``finals[task][config_key]``)."""
+    others = [scores for name, scores in finals.items() if name != task]
+    means = []
+    for key in config_keys:
+        seen = [scores[key] for scores in others if key in scores]
+        means.append(sum(seen) / len(seen) if seen else float("nan"))
+    return means
+
+
+def flat_inputs(
+    batch: Mapping[str, torch.Tensor], normalize_task: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """All inputs side by side: config, normalized task features, masked prefix, mask, fidelity and prefix length."""
+    epochs = batch["mask"].shape[1]
+    steps = torch.stack([batch["fidelity"], batch["mask"].sum(1)], dim=1) / epochs
+    prefix = (batch["prefix"] * batch["mask"].unsqueeze(-1)).flatten(1)
+    task = normalize_task(batch["task"])
+    return torch.cat([batch["config"], task, prefix, batch["mask"], steps], dim=1)
+
+
+class _ExactGP(gpytorch.models.ExactGP):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        super().__init__(x, y, gpytorch.likelihoods.GaussianLikelihood())
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=x.shape[1]))
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+
+class PlainGP:
+    """A GP without a learned feature extractor, fitted by marginal likelihood on ``max_points`` examples."""
+
+    def __init__(
+        self, examples: CurveExamples, normalize_task: Callable[[torch.Tensor], torch.Tensor],
+        max_points: int = 1024, iterations: int = 150, seed: int = 0,
+    ) -> None:  # fmt: skip
+        self.normalize_task = normalize_task
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(examples), generator=generator)[:max_points].tolist()
+        batch = torch.utils.data.default_collate([examples[i] for i in chosen])
+        self.x, self.y = flat_inputs(batch, normalize_task), batch["target"]
+        self.model = _ExactGP(self.x, self.y)
+        self.model.train()
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=0.05)
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.model.likelihood, self.model)
+        for _ in range(iterations):
+            optimizer.zero_grad()
+            (-mll(self.model(self.x), self.y)).backward()
+            optimizer.step()
+        self.model.eval()
+
+    def predict(
+        self, inputs: Mapping[str, torch.Tensor], context: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.x, self.y
+        if context is not None:
+            x = torch.cat([x, flat_inputs(context, self.normalize_task)])
+            y = torch.cat([y, context["target"]])
+        self.model.set_train_data(x, y, strict=False)
+        with torch.no_grad():
+            prediction = self.model.likelihood(self.model(flat_inputs(inputs, self.normalize_task)))
+        return prediction.mean, prediction.variance.sqrt()

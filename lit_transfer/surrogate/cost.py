@@ -1,0 +1,81 @@
+"""``CostSurrogate``: seconds per epoch of a pipeline on a task, so a tuner can weigh a gain against its price.
+
+Costs span orders of magnitude (batch size, rank, sequence length), so the regression is on log seconds: errors
+are then relative, which is what matters when comparing candidates. An epoch's work grows with the task's
+training tokens, so the model predicts log(seconds / training tokens) and adds the task's log training tokens
+back: a larger task than any seen costs more in proportion, instead of whatever an MLP extrapolates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics import MeanAbsolutePercentageError
+
+from lit_transfer.metadataset.build import TASK_FEATURES
+from lit_transfer.space import DEFAULT_SPACE
+from lit_transfer.surrogate.base import SurrogateModule
+from lit_transfer.surrogate.encoders import mlp
+
+
+class CostSurrogate(SurrogateModule):
+    """An MLP from (config, task features) to log seconds per epoch.
+
+    Args:
+        space: the search space (YAML path; checkpoints store the space itself).
+        task_features: task meta-features read, in order.
+        hidden: width of the MLP.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
+
+    def __init__(
+        self,
+        space: str | dict = str(DEFAULT_SPACE),
+        task_features: list[str] = list(TASK_FEATURES),  # noqa: B006  (a default LightningCLI can show)
+        hidden: int = 64,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._init_encoding(space, task_features, "val/acc")
+        self.net = mlp([self.encoding.config_dim + len(self.encoding.task_features), hidden, hidden, 1], False)
+        self.val_mape = MeanAbsolutePercentageError()
+
+    def forward(self, config: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """Log seconds per epoch."""
+        per_token = self.net(torch.cat([config.to(self.device), self.normalized_task(task)], dim=1)).squeeze(1)
+        return per_token + self.log_training_tokens(task.to(self.task_mean))
+
+    def log_training_tokens(self, task: torch.Tensor) -> torch.Tensor:
+        """log(examples x tokens per example) from the task features, or 0 when they are not among them."""
+        names = self.encoding.task_features
+        if not {"log_train_size", "mean_prompt_tokens", "mean_answer_tokens"} <= set(names):
+            return torch.zeros(len(task), device=task.device)
+        column = {name: task[:, names.index(name)] for name in names}
+        tokens = column["mean_prompt_tokens"] + column["mean_answer_tokens"]
+        return column["log_train_size"] + tokens.clamp_min(1.0).log()
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = torch.nn.functional.mse_loss(self(batch["config"], batch["task"]), batch["target"].log())
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["target"]))
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self.val_mape.update(self(batch["config"], batch["task"]).exp(), batch["target"])
+        self.log("val/mape", self.val_mape, batch_size=len(batch["target"]))
+
+    def predict_seconds(self, configs: Sequence[Mapping[str, Any]], task_features: Mapping[str, float]) -> np.ndarray:
+        """Predicted seconds per epoch (training plus validation) of each config on a task."""
+        config = self.encoding.configs(configs)
+        task = self.encoding.task(task_features).expand(len(configs), -1)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            seconds = self(config, task).exp()
+        self.train(was_training)
+        return seconds.cpu().numpy()

@@ -1,0 +1,192 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
+from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
+from lit_transfer.surrogate.evaluate import fit, tau
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: threads only add overhead (and contention on a shared CPU)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _runs(path, task):
+    with MetaDataset(path) as store:
+        return [r for r in store.runs(task)], store.tasks()[task]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_metadataset):
+    """Both surrogates meta-trained on three synthetic tasks, the fourth held out."""
+    L.seed_everything(0, verbose=False)
+    torch.set_num_threads(1)
+    perf_data = MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"], batch_size=64)
+    perf = fit(PerformanceSurrogate(), perf_data, {"max_epochs": 6})
+    cost_data = MetaDataModule(synthetic_metadataset, target="cost", holdout_tasks=["t3"], batch_size=32)
+    cost = fit(CostSurrogate(), cost_data, {"max_epochs": 150})
+    return perf, cost
+
+
+def test_batches_hold_one_task_and_no_held_out_task(synthetic_metadataset):
+    data = MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"], val_tasks=["t2"], batch_size=50)
+    data.setup("fit")
+    assert data.train_tasks == ["t0", "t1"]
+    tasks_seen = set()
+    for batch_indices in data.train_dataloader().batch_sampler:
+        tasks = {data.train_dataloader().dataset.task_of[i] for i in batch_indices}
+        assert len(tasks) == 1
+        tasks_seen |= tasks
+    assert tasks_seen == {"t0", "t1"}
+    batch = next(iter(data.val_dataloader()))
+    # every example predicts an epoch after its observed prefix
+    assert (batch["mask"].sum(1) < batch["fidelity"]).all()
+    assert batch["prefix"].shape == (50, 8, 2)
+
+
+def test_every_parameter_gets_a_gradient(synthetic_metadataset):
+    data = MetaDataModule(synthetic_metadataset, batch_size=64)
+    data.setup("fit")
+    perf = PerformanceSurrogate()
+    perf.training_step(next(iter(data.train_dataloader())), 0).backward()
+    for name, p in perf.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    cost_data = MetaDataModule(synthetic_metadataset, target="cost", batch_size=64)
+    cost_data.setup("fit")
+    cost = CostSurrogate()
+    cost.training_step(next(iter(cost_data.train_dataloader())), 0).backward()
+    for name, p in cost.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_recovers_saturating_curves_on_a_new_task(trained, synthetic_metadataset):
+    """Zero-shot ranking of a held-out task's configs by final accuracy: tau >= 0.9 (stated threshold)."""
+    perf, _ = trained
+    runs, features = _runs(synthetic_metadataset, "t3")
+    actual = [r.final() for r in runs]
+    mean, std = perf.predict([r.config for r in runs], features)
+    assert tau(mean, actual) >= 0.9
+    assert (std > 0).all()
+    # after 3 observed epochs per config, predictions are closer to the truth
+    curves = [[p["metrics"] for p in r.curve[1:4]] for r in runs]
+    observed = [(r.config, c) for r, c in zip(runs, curves, strict=True)]
+    mean3, _ = perf.predict([r.config for r in runs], features, curves, observed=observed)
+    assert np.abs(mean3 - actual).mean() < np.abs(mean - actual).mean()
+    assert tau(mean3, actual) >= 0.9
+
+
+def test_cost_model_error_on_a_new_task(trained, synthetic_metadataset):
+    _, cost = trained
+    runs, features = _runs(synthetic_metadataset, "t3")
+    seconds = np.array([r.seconds / r.max_epochs for r in runs])
+    predicted = cost.predict_seconds([r.config for r in runs], features)
+    assert np.mean(np.abs(predicted - seconds) / seconds) < 0.25
+
+
+def test_predictions_identical_after_save_and_load(trained, synthetic_metadataset, tmp_path):
+    perf, cost = trained
+    runs, features = _runs(synthetic_metadataset, "t3")
+    configs = [r.config for r in runs]
+    observed = [(runs[0].config, [p["metrics"] for p in runs[0].curve[1:3]])]
+    for module, cls in ((perf, PerformanceSurrogate), (cost, CostSurrogate)):
+        trainer = L.Trainer(logger=False, enable_checkpointing=False)
+        trainer.strategy.connect(module)
+        trainer.save_checkpoint(tmp_path / "s.ckpt", weights_only=True)
+        loaded = cls.load_from_checkpoint(tmp_path / "s.ckpt")
+        if cls is PerformanceSurrogate:
+            before, after = (
+                perf.predict(configs, features, observed=observed),
+                loaded.predict(configs, features, observed=observed),
+            )
+            np.testing.assert_array_equal(before[0], after[0])
+            np.testing.assert_array_equal(before[1], after[1])
+        else:
+            np.testing.assert_array_equal(
+                cost.predict_seconds(configs, features), loaded.predict_seconds(configs, features)
+            )
+    # the checkpoint carries the search space itself, not a path to it
+    assert isinstance(torch.load(tmp_path / "s.ckpt", weights_only=False)["hyper_parameters"]["space"], dict)
+
+
+def test_bad_inputs_give_clear_errors(trained, synthetic_metadataset, tmp_path):
+    perf, _ = trained
+    runs, features = _runs(synthetic_metadataset, "t3")
+    config = dict(runs[0].config)
+    with pytest.raises(ValueError, match=r"unknown hyperparameter.*warp"):
+        perf.predict([{**config, "warp": 9}], features)
+    with pytest.raises(ValueError, match=r"missing hyperparameter.*learning_rate"):
+        perf.predict([{k: v for k, v in config.items() if k != "learning_rate"}], features)
+    curve = [p["metrics"] for p in runs[0].curve[1:]]  # all 8 epochs: nothing left to predict
+    with pytest.raises(ValueError, match="8 observed epochs; a prefix for epoch 8"):
+        perf.predict([config], features, [curve])
+    with pytest.raises(ValueError, match=r"fidelity 9 .* outside 1..8"):
+        perf.predict([config], features, fidelity=9)
+    with pytest.raises(ValueError, match="task features missing: zero_shot_loss"):
+        perf.predict([config], {k: v for k, v in features.items() if k != "zero_shot_loss"})
+    empty = tmp_path / "empty.sqlite"
+    MetaDataset(empty, create=True).close()
+    with pytest.raises(MetaDatasetError, match="no runs"):
+        MetaDataModule(str(empty)).setup("fit")
+    with pytest.raises(ValueError, match=r"unknown task.*nope"):
+        MetaDataModule(synthetic_metadataset, holdout_tasks=["nope"]).setup("fit")
+    with pytest.raises(FileNotFoundError, match=r"missing.sqlite"):
+        MetaDataModule(str(tmp_path / "missing.sqlite")).setup("fit")
+
+
+def test_prediction_context_is_bounded(trained, synthetic_metadataset):
+    """However many observations a task has, the GP conditions on at most ``max_context`` (the latest)."""
+    perf, _ = trained
+    runs, features = _runs(synthetic_metadataset, "t3")
+    observed = [(r.config, [p["metrics"] for p in r.curve[1:]]) for r in runs]  # 48 configs x 8 epochs = 384
+    configs = [r.config for r in runs]
+    mean, _ = perf.predict(configs, features, observed=observed)
+    assert perf.gp.train_inputs[0].shape[0] == perf.hparams.max_context == 256
+    assert np.isfinite(mean).all()
+
+
+@pytest.mark.slow
+def test_fit_from_yaml_writes_a_loadable_checkpoint(synthetic_metadataset, tmp_path):
+    for name, cls in (("perf_dkgp", PerformanceSurrogate), ("cost_mlp", CostSurrogate)):
+        root = tmp_path / name
+        config = yaml.safe_load(Path(f"configs/surrogate/{name}.yaml").read_text())
+        config["trainer"].update(max_epochs=1, default_root_dir=str(root))
+        config["trainer"]["logger"]["init_args"]["save_dir"] = str(root)
+        config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(root / "checkpoints")
+        config["data"]["init_args"]["path"] = synthetic_metadataset
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        subprocess.run(
+            [sys.executable, "-m", "lit_transfer", "fit", "--config", str(tmp_path / f"{name}.yaml")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        (checkpoint,) = (root / "checkpoints").glob("*.ckpt")
+        assert isinstance(cls.load_from_checkpoint(checkpoint), cls)
+        assert list((root / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_eval_surrogates_json(synthetic_metadataset):
+    out = subprocess.run(
+        [
+            sys.executable, "tools/eval_surrogates.py", "--metadata", synthetic_metadataset, "--tasks", "t0", "t3",
+            "--perf-epochs", "2", "--cost-epochs", "20", "--json",
+        ],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    summary = json.loads(out)
+    keys = {"tau_zero_shot", "tau_after_1", "tau_after_3", "coverage_95", "cost_mape", "baseline_tau_mean_config",
+            "baseline_tau_plain_gp"}  # fmt: skip
+    assert keys <= set(summary)
+    assert [r["task"] for r in summary["per_task"]] == ["t0", "t3"]
+    assert all(keys <= set(r) for r in summary["per_task"])
+    assert 0.0 <= summary["coverage_95"] <= 1.0
