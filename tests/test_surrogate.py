@@ -12,6 +12,7 @@ import yaml
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
 from lit_transfer.surrogate.evaluate import fit, tau
+from lit_transfer.surrogate.pretrained import load_pretrained, pretrained_paths, save_weights
 
 
 @pytest.fixture(autouse=True)
@@ -99,24 +100,22 @@ def test_predictions_identical_after_save_and_load(trained, synthetic_metadatase
     runs, features = _runs(synthetic_metadataset, "t3")
     configs = [r.config for r in runs]
     observed = [(runs[0].config, [p["metrics"] for p in runs[0].curve[1:3]])]
-    for module, cls in ((perf, PerformanceSurrogate), (cost, CostSurrogate)):
-        trainer = L.Trainer(logger=False, enable_checkpointing=False)
-        trainer.strategy.connect(module)
-        trainer.save_checkpoint(tmp_path / "s.ckpt", weights_only=True)
-        loaded = cls.load_from_checkpoint(tmp_path / "s.ckpt")
-        if cls is PerformanceSurrogate:
-            before, after = (
-                perf.predict(configs, features, observed=observed),
-                loaded.predict(configs, features, observed=observed),
-            )
-            np.testing.assert_array_equal(before[0], after[0])
-            np.testing.assert_array_equal(before[1], after[1])
-        else:
-            np.testing.assert_array_equal(
-                cost.predict_seconds(configs, features), loaded.predict_seconds(configs, features)
-            )
+    with pytest.raises(FileNotFoundError, match=r"train_surrogates\.py"):
+        load_pretrained(tmp_path / "meta.sqlite")
+    perf_path, cost_path = pretrained_paths(tmp_path / "meta.sqlite")
+    assert (perf_path.name, cost_path.name) == ("meta.perf.ckpt", "meta.cost.ckpt")
+    save_weights(perf, perf_path)
+    save_weights(cost, cost_path)
+    loaded_perf, loaded_cost = load_pretrained(tmp_path / "meta.sqlite")
+    before = perf.predict(configs, features, observed=observed)
+    after = loaded_perf.predict(configs, features, observed=observed)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(
+        cost.predict_seconds(configs, features), loaded_cost.predict_seconds(configs, features)
+    )
     # the checkpoint carries the search space itself, not a path to it
-    assert isinstance(torch.load(tmp_path / "s.ckpt", weights_only=False)["hyper_parameters"]["space"], dict)
+    assert isinstance(torch.load(perf_path, weights_only=False)["hyper_parameters"]["space"], dict)
 
 
 def test_bad_inputs_give_clear_errors(trained, synthetic_metadataset, tmp_path):

@@ -3,5 +3,6 @@
 from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.data import Encoding, MetaDataModule
 from lit_transfer.surrogate.perf import PerformanceSurrogate
+from lit_transfer.surrogate.pretrained import load_pretrained
 
-__all__ = ["CostSurrogate", "Encoding", "MetaDataModule", "PerformanceSurrogate"]
+__all__ = ["CostSurrogate", "Encoding", "MetaDataModule", "PerformanceSurrogate", "load_pretrained"]
