@@ -117,16 +117,26 @@ class PerformanceSurrogate(SurrogateModule):
         )
         return features, self.task_level(self.normalized_task(batch["task"]), fidelity)
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Negative log likelihood of one task's batch: jointly under the GP, plus ``prior_weight`` x under the
+        prior alone (each point on its own, as before any observation of the task)."""
+        return sum(self._losses(batch))
+
+    def _losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         features, level = self.features(batch)
-        target = batch["target"] - level
+        target = batch["target"].to(features) - level
         self.gp.set_train_data(features, target, strict=False)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.gp.likelihood, self.gp)
         joint = -mll(self.gp(features), target)
         mean, var = self.gp.mean_module(features), self.gp.covar_module(features, diag=True) + self.gp.likelihood.noise
         prior = torch.nn.functional.gaussian_nll_loss(mean, target, var, full=True)
-        loss = joint + self.hparams.prior_weight * prior
-        self.log_dict({"train/loss": loss, "train/joint_nll": joint, "train/prior_nll": prior}, batch_size=len(target))
+        return joint, self.hparams.prior_weight * prior
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        joint, prior = self._losses(batch)
+        loss = joint + prior
+        logged = {"train/loss": loss, "train/joint_nll": joint, "train/prior_nll": prior}
+        self.log_dict(logged, batch_size=len(batch["target"]))
         return loss
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:

@@ -1,0 +1,1 @@
+"""Transfer-learned tuning: acquisition functions, tuning methods (ask/tell), the budgeted loop, replay."""

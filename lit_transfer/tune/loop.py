@@ -1,0 +1,114 @@
+"""The tuning loop: ask a method for a trial, run it with an evaluator, tell the result, until the budget is spent.
+
+Budget is counted in epochs or in seconds of training; a trial is started only while budget is left, so the loop
+overspends by at most one trial (one epoch). With ``state_path`` the loop writes its whole state (method, history,
+budget spent) atomically after every ``tell``; started again with the same path it resumes where it stopped, and
+no finished trial is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lit_transfer.tune.optimizers import Optimizer, Trial
+
+
+class Evaluator(Protocol):
+    def run(self, trial: Trial) -> tuple[list[dict[str, float]], float]:
+        """Train ``trial.config`` to epoch ``trial.fidelity``; return its whole curve so far and the seconds
+        this step took."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much tuning may cost: ``epochs`` (trial steps) or ``seconds`` (their measured or recorded time)."""
+
+    amount: float
+    unit: str = "epochs"
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("epochs", "seconds"):
+            raise ValueError(f"budget unit must be 'epochs' or 'seconds', got {self.unit!r}")
+        if not self.amount > 0:
+            raise ValueError(f"budget must be > 0, got {self.amount}")
+
+    def charge(self, seconds: float) -> float:
+        return 1.0 if self.unit == "epochs" else seconds
+
+
+@dataclass
+class Step:
+    """One trial step as it happened: what ran, what it scored, what it cost, and the incumbent after it."""
+
+    config_key: str
+    fidelity: int
+    value: float
+    seconds: float
+    spent: float
+    incumbent: float
+
+
+@dataclass
+class TuningState:
+    optimizer: dict[str, Any]
+    history: list[Step] = field(default_factory=list)
+    spent: float = 0.0
+
+
+def run_tuning(
+    optimizer: Optimizer,
+    evaluator: Evaluator,
+    budget: Budget,
+    state_path: str | Path | None = None,
+    on_step: Callable[[Step], None] | None = None,
+) -> list[Step]:
+    """Tune until the budget is spent or the method stops; returns the history (resumed history included)."""
+    state = TuningState(optimizer.state_dict())
+    if state_path is not None and Path(state_path).exists():
+        state = load_state(state_path)
+        optimizer.load_state_dict(state.optimizer)
+    while state.spent < budget.amount:
+        trial = optimizer.ask()
+        if trial is None:
+            break
+        curve, seconds = evaluator.run(trial)
+        optimizer.tell(trial, curve, seconds)
+        state.spent += budget.charge(seconds)
+        step = Step(trial.key, trial.fidelity, optimizer.value(curve[-1]), seconds, state.spent, optimizer.best()[1])
+        state.history.append(step)
+        state.optimizer = optimizer.state_dict()
+        if state_path is not None:
+            save_state(state, state_path)
+        if on_step is not None:
+            on_step(step)
+    return state.history
+
+
+def save_state(state: TuningState, path: str | Path) -> None:
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(asdict(state)))
+    os.replace(partial, path)
+
+
+def load_state(path: str | Path) -> TuningState:
+    try:
+        raw = json.loads(Path(path).read_text())
+        return TuningState(raw["optimizer"], [Step(**s) for s in raw["history"]], raw["spent"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a tuning state file ({err})") from None
+
+
+def incumbent_at(history: Sequence[Step], spent: float, start: float) -> float:
+    """The incumbent's value once ``spent`` budget had been used (``start`` before any step)."""
+    value = start
+    for step in history:
+        if step.spent > spent:
+            break
+        value = max(value, step.incumbent)
+    return value
