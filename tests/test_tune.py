@@ -1,0 +1,153 @@
+import itertools
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
+from lit_transfer.space import SearchSpace
+from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
+from lit_transfer.surrogate.evaluate import fit
+from lit_transfer.tune.acquisition import (
+    cost_aware_expected_improvement,
+    expected_improvement,
+    upper_confidence_bound,
+)
+from lit_transfer.tune.loop import Budget, incumbent_at, load_state, run_tuning
+from lit_transfer.tune.optimizers import DyHPO, Portfolio, QuickTune, RandomSearch, Transfer, Trial
+from lit_transfer.tune.replay import ReplayEvaluator, portfolio
+
+SPACE = SearchSpace.from_yaml()
+
+
+@pytest.fixture(scope="module")
+def surrogates(synthetic_metadataset):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    L.seed_everything(0, verbose=False)
+    perf = fit(
+        PerformanceSurrogate(),
+        MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"], batch_size=64),
+        {"max_epochs": 6},
+    )
+    cost = fit(
+        CostSurrogate(), MetaDataModule(synthetic_metadataset, target="cost", holdout_tasks=["t3"]), {"max_epochs": 50}
+    )
+    yield perf, cost
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def task(synthetic_metadataset):
+    with MetaDataset(synthetic_metadataset) as store:
+        return ReplayEvaluator.from_store(synthetic_metadataset, "t3"), store.tasks()["t3"]
+
+
+def test_expected_improvement_matches_the_closed_form():
+    # mean 1, std 1, best 0: 1 * Phi(1) + phi(1)
+    assert expected_improvement(np.array([1.0]), np.array([1.0]), 0.0)[0] == pytest.approx(norm.cdf(1) + norm.pdf(1))
+    # no uncertainty: the plain improvement (or nothing)
+    np.testing.assert_allclose(expected_improvement(np.array([0.7, 0.2]), np.array([0.0, 0.0]), 0.5), [0.2, 0.0])
+    # symmetric case: mean == best -> std * phi(0)
+    assert expected_improvement(np.array([0.5]), np.array([0.2]), 0.5)[0] == pytest.approx(0.2 * norm.pdf(0))
+    ei = expected_improvement(np.array([0.6]), np.array([0.1]), 0.5)
+    assert cost_aware_expected_improvement(np.array([0.6]), np.array([0.1]), 0.5, np.array([4.0]), 0.5)[0] == (
+        pytest.approx(ei[0] / 2)
+    )
+    assert upper_confidence_bound(np.array([0.5]), np.array([0.1]), 2.0)[0] == pytest.approx(0.7)
+
+
+def test_replay_serves_recorded_curves_and_epoch_costs(task):
+    evaluator, _ = task
+    config = evaluator.configs()[0]
+    curve, seconds = evaluator.run(Trial(config, 3))
+    run = evaluator.runs[Trial(config, 3).key]
+    assert len(curve) == 3 and curve[-1] == run.curve[3]["metrics"]
+    assert seconds == pytest.approx(run.curve[3]["seconds"] - run.curve[2]["seconds"])
+    with pytest.raises(ValueError, match=r"epochs 1\.\.8"):
+        evaluator.run(Trial(config, 9))
+
+
+@pytest.mark.parametrize("method", ["transfer", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random"])
+def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset):
+    evaluator, features = task
+    perf, cost = surrogates
+    candidates = evaluator.configs()
+    common = {"perf": perf, "task_features": features}
+    optimizer = {
+        "transfer": lambda: Transfer(SPACE, candidates, **common),
+        "transfer_cost_ei": lambda: Transfer(SPACE, candidates, cost=cost, acquisition="cost_ei", **common),
+        "quicktune": lambda: QuickTune(SPACE, candidates, refit_steps=5, **common),
+        "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
+        "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
+        "random": lambda: RandomSearch(SPACE, candidates, seed=1),
+    }[method]()
+    history = run_tuning(optimizer, evaluator, Budget(20, "epochs"))
+    assert len(history) == 20 and history[-1].spent == 20
+    assert all(b.incumbent >= a.incumbent for a, b in itertools.pairwise(history))
+    # freeze-thaw: every step advances its config by exactly one epoch
+    epochs: dict[str, int] = {}
+    for step in history:
+        assert step.fidelity == epochs.get(step.config_key, 0) + 1
+        epochs[step.config_key] = step.fidelity
+
+
+def test_transfer_finds_a_good_config_fast(task, surrogates):
+    evaluator, features = task
+    perf, _ = surrogates
+    transfer = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(16, "epochs"))
+    randoms = [
+        incumbent_at(run_tuning(RandomSearch(SPACE, evaluator.configs(), seed=s), evaluator, Budget(16)), 16, 0.0)
+        for s in range(5)
+    ]
+    assert incumbent_at(transfer, 16, 0.0) >= 0.95 * evaluator.best_value()
+    assert incumbent_at(transfer, 16, 0.0) > np.median(randoms)
+
+
+def test_seconds_budget_overspends_by_at_most_one_step(task):
+    evaluator, _ = task
+    history = run_tuning(RandomSearch(SPACE, evaluator.configs()), evaluator, Budget(60.0, "seconds"))
+    assert history[-1].spent >= 60.0
+    assert history[-2].spent < 60.0
+    assert history[-1].spent - history[-1].seconds < 60.0
+
+
+def test_resume_from_state_file_loses_and_repeats_nothing(task, surrogates, tmp_path):
+    evaluator, features = task
+    perf, _ = surrogates
+    full = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(12))
+    state = tmp_path / "state.json"
+    first = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(5), state)
+    assert len(load_state(state).history) == 5
+    resumed = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(12), state)
+    assert [s.config_key for s in resumed[:5]] == [s.config_key for s in first]
+    assert [(s.config_key, s.fidelity) for s in resumed] == [(s.config_key, s.fidelity) for s in full]
+    assert json.loads(state.read_text())["spent"] == 12
+
+
+def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
+    evaluator, features = task
+    perf, _ = surrogates
+    with pytest.raises(ValueError, match="budget must be > 0"):
+        Budget(0)
+    with pytest.raises(ValueError, match="unit must be"):
+        Budget(5, "hours")
+    with pytest.raises(ValueError, match="acquisition must be"):
+        Transfer(SPACE, evaluator.configs(), perf, features, acquisition="pi")
+    with pytest.raises(ValueError, match="needs a cost surrogate"):
+        Transfer(SPACE, evaluator.configs(), perf, features, acquisition="cost_ei")
+    with pytest.raises(ValueError, match="no candidate configs"):
+        Transfer(SPACE, [], perf, features)
+    with pytest.raises(MetaDatasetError, match="no recorded runs"):
+        ReplayEvaluator([])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="not a tuning state file"):
+        run_tuning(RandomSearch(SPACE, evaluator.configs()), evaluator, Budget(3), bad)
+    state = tmp_path / "state.json"
+    run_tuning(RandomSearch(SPACE, evaluator.configs()), evaluator, Budget(2), state)
+    with pytest.raises(ValueError, match="state of 'random' cannot be loaded into 'transfer'"):
+        run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(3), state)
