@@ -17,7 +17,7 @@ from lit_transfer.tune.acquisition import (
     upper_confidence_bound,
 )
 from lit_transfer.tune.loop import Budget, incumbent_at, load_state, run_tuning
-from lit_transfer.tune.optimizers import DyHPO, Portfolio, QuickTune, RandomSearch, Transfer, Trial
+from lit_transfer.tune.optimizers import DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
 from lit_transfer.tune.replay import ReplayEvaluator, portfolio
 
 SPACE = SearchSpace.from_yaml()
@@ -71,7 +71,9 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
         evaluator.run(Trial(config, 9))
 
 
-@pytest.mark.parametrize("method", ["transfer", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random"])
+@pytest.mark.parametrize(
+    "method", ["transfer", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random", "optuna_tpe"]
+)
 def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset):
     evaluator, features = task
     perf, cost = surrogates
@@ -84,6 +86,7 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
+        "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1),
     }[method]()
     history = run_tuning(optimizer, evaluator, Budget(20, "epochs"))
     assert len(history) == 20 and history[-1].spent == 20
@@ -126,6 +129,18 @@ def test_resume_from_state_file_loses_and_repeats_nothing(task, surrogates, tmp_
     assert [s.config_key for s in resumed[:5]] == [s.config_key for s in first]
     assert [(s.config_key, s.fidelity) for s in resumed] == [(s.config_key, s.fidelity) for s in full]
     assert json.loads(state.read_text())["spent"] == 12
+
+
+def test_optuna_prunes_and_resumes(task, tmp_path):
+    evaluator, _ = task
+    state = tmp_path / "optuna.json"
+    first = run_tuning(OptunaTPE(SPACE, evaluator.configs(), startup_trials=2), evaluator, Budget(60), state)
+    saved = load_state(state).optimizer
+    assert any(item["pruned"] for item in saved["finished"])  # the median pruner stopped some trials early
+    resumed = OptunaTPE(SPACE, evaluator.configs(), startup_trials=2)
+    history = run_tuning(resumed, evaluator, Budget(75), state)
+    assert [s.config_key for s in history[:60]] == [s.config_key for s in first]
+    assert len(history) == 75 and len(resumed.study.trials) >= len(saved["finished"])
 
 
 def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):

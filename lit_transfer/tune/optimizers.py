@@ -302,3 +302,111 @@ def _encode_rng(state: tuple) -> list:
 def _decode_rng(state: Sequence) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
+
+
+class OptunaTPE(Optimizer):
+    """Optuna's TPE sampler with its median pruner on the epochs: the peer most users already know.
+
+    Each Optuna trial trains one config epoch by epoch, reporting the metric; the median pruner stops it early
+    when it trails the other trials at the same epoch. With a candidate set, TPE's suggestion is snapped to the
+    nearest candidate (in the space's encoding). Needs ``pip install optuna`` (the ``optuna`` extra).
+
+    Args:
+        startup_trials: random trials before TPE models the results.
+    """
+
+    name = "optuna_tpe"
+
+    def __init__(
+        self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]] | None = None,
+        startup_trials: int = 5, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        try:
+            import optuna
+        except ImportError as err:
+            raise ImportError("OptunaTPE needs optuna: pip install 'lit_transfer[optuna]'") from err
+        super().__init__(space, candidates, **kwargs)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.optuna, self.startup_trials = optuna, startup_trials
+        self.study = self._new_study()
+        self.current: tuple[Any, dict[str, Any]] | None = None  # (optuna trial, config)
+        self.finished: list[dict[str, Any]] = []  # what state_dict replays into a new study
+
+    def _new_study(self) -> Any:
+        sampler = self.optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.startup_trials)
+        pruner = self.optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=1)
+        return self.optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+
+    def _distributions(self) -> dict[str, Any]:
+        d = self.optuna.distributions
+        out = {}
+        for name, h in self.space.hyperparameters.items():
+            if h.kind == "float":
+                out[name] = d.FloatDistribution(h.low, h.high, log=h.log)
+            else:
+                out[name] = d.CategoricalDistribution(list(h.choices))
+        return out
+
+    def _snap(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """TPE's suggestion, or with a candidate set the nearest candidate not yet trained to the last epoch."""
+        if self.candidates is None:
+            return dict(params)
+        pool = self.pool()
+        target = self.space.encode(params)
+        distances = [float(np.sum((self.space.encode(c) - target) ** 2)) for c in pool]
+        return pool[int(np.argmin(distances))]
+
+    def ask(self) -> Trial | None:
+        if self.current is None:
+            if self.candidates is not None and not self.pool():
+                return None
+            trial = self.study.ask(self._distributions())
+            self.current = (trial, self._snap(trial.params))
+        config = self.current[1]
+        return Trial(config, self.epochs_done(config) + 1)
+
+    def tell(self, trial: Trial, curve: Sequence[Mapping[str, float]], seconds: float = 0.0) -> None:
+        super().tell(trial, curve, seconds)
+        optuna_trial, config = self.current
+        optuna_trial.report(self.value(curve[-1]), step=trial.fidelity)
+        if trial.fidelity >= self.max_epochs:
+            self._finish(optuna_trial, config, curve, pruned=False)
+        elif optuna_trial.should_prune():
+            self._finish(optuna_trial, config, curve, pruned=True)
+
+    def _finish(self, optuna_trial: Any, config: dict[str, Any], curve: Sequence[Mapping[str, float]], pruned: bool):
+        values = [self.value(p) for p in curve]
+        state = self.optuna.trial.TrialState.PRUNED if pruned else self.optuna.trial.TrialState.COMPLETE
+        self.study.tell(optuna_trial, None if pruned else values[-1], state=state)
+        self.finished.append(
+            {"params": optuna_trial.params, "values": values, "pruned": pruned, "config": dict(config)}
+        )  # fmt: skip
+        self.current = None
+
+    def state_dict(self) -> dict[str, Any]:
+        current = None if self.current is None else {"params": self.current[0].params, "config": self.current[1]}
+        return {**super().state_dict(), "finished": self.finished, "current": current}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.study, self.finished, self.current = self._new_study(), [], None
+        distributions = self._distributions()
+        for item in state["finished"]:
+            TrialState = self.optuna.trial.TrialState
+            self.study.add_trial(
+                self.optuna.trial.create_trial(
+                    state=TrialState.PRUNED if item["pruned"] else TrialState.COMPLETE,
+                    value=None if item["pruned"] else item["values"][-1],
+                    params=item["params"], distributions=distributions,
+                    intermediate_values={i + 1: v for i, v in enumerate(item["values"])},
+                )
+            )  # fmt: skip
+            self.finished.append(item)
+        if state["current"] is not None:
+            self.study.enqueue_trial(state["current"]["params"])
+            trial = self.study.ask(distributions)
+            config = state["current"]["config"]
+            curve = self.observed.get(PipelineConfig(config).key(), (config, []))[1]
+            for epoch, point in enumerate(curve, start=1):
+                trial.report(self.value(point), step=epoch)
+            self.current = (trial, config)
