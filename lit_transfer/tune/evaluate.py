@@ -1,0 +1,241 @@
+"""Leave-one-task-out comparison of tuning methods on a meta-dataset, by replaying its recorded runs.
+
+For each task in turn: the surrogates meta-train on the other tasks (cached per fold), then every method tunes
+the held-out task under the same epoch budget, for several seeds. At each fraction of the budget the incumbent
+(best validation metric seen) gives a normalized regret, (best recorded - incumbent) / (best recorded - worst
+final), and a rank among the methods (ties share the mean rank). Every (task, method, seed) run keeps a tuning
+state file, so an interrupted evaluation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.stats import rankdata
+
+from lit_transfer.metadataset.store import MetaDataset
+from lit_transfer.metadataset.summary import final_score
+from lit_transfer.space import DEFAULT_SPACE, SearchSpace
+from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
+from lit_transfer.surrogate.data import SHIPPED_METADATASET
+from lit_transfer.surrogate.evaluate import fit
+from lit_transfer.surrogate.pretrained import save_weights
+from lit_transfer.tune.loop import Budget, incumbent_at, run_tuning
+from lit_transfer.tune.optimizers import (
+    Default,
+    DyHPO,
+    Optimizer,
+    OptunaTPE,
+    Portfolio,
+    QuickTune,
+    RandomSearch,
+    Transfer,
+    ZeroShot,
+)
+from lit_transfer.tune.replay import ReplayEvaluator, portfolio
+
+METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class EvaluationPlan:
+    """What to compare; mirrors ``configs/evaluate/*.yaml``.
+
+    Args:
+        metadataset: the meta-dataset whose tasks are held out in turn.
+        methods: tuning methods compared (of ``METHODS``).
+        seeds: seeds per (task, method).
+        budget_epochs: tuning budget per task, in epochs (trial steps).
+        tasks: tasks held out (default: all).
+        acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ucb``).
+        quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
+        dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
+        perf_config: YAML the performance surrogate of each fold is meta-trained with.
+        cost_config: YAML of the cost surrogate.
+        space: the search space.
+        out: folder for surrogates, tuning states, results and plots.
+    """
+
+    metadataset: str = SHIPPED_METADATASET
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    budget_epochs: int = 64
+    tasks: list[str] | None = None
+    acquisition: str = "ei"
+    quicktune_refit_steps: int = 20
+    dyhpo_refit_steps: int = 30
+    perf_config: str = str(ROOT / "configs/surrogate/perf_dkgp.yaml")
+    cost_config: str = str(ROOT / "configs/surrogate/cost_mlp.yaml")
+    space: str = str(DEFAULT_SPACE)
+    out: str = "runs/evaluate/loto"
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        Budget(self.budget_epochs)  # validates > 0
+
+
+def fold_surrogates(plan: EvaluationPlan, task: str) -> tuple[PerformanceSurrogate, CostSurrogate]:
+    """The surrogates meta-trained without ``task`` (trained once, then loaded from the fold's cache)."""
+    folder = Path(plan.out) / "surrogates"
+    folder.mkdir(parents=True, exist_ok=True)
+    modules = []
+    for cls, target, config_path in (
+        (PerformanceSurrogate, "performance", plan.perf_config),
+        (CostSurrogate, "cost", plan.cost_config),
+    ):
+        path = folder / f"{task}.{target}.ckpt"
+        if path.exists():
+            modules.append(cls.load_from_checkpoint(path, map_location="cpu"))
+            continue
+        config = yaml.safe_load(Path(config_path).read_text())
+        init = {k: v for k, v in config["model"]["init_args"].items() if k != "space"}
+        batch_size = config["data"]["init_args"]["batch_size"]
+        data = MetaDataModule(plan.metadataset, target=target, holdout_tasks=[task], batch_size=batch_size)
+        module = fit(cls(space=plan.space, **init), data, {"max_epochs": config["trainer"]["max_epochs"]})
+        save_weights(module, path)
+        modules.append(module.eval())
+    return modules[0], modules[1]
+
+
+def make_method(
+    name: str, plan: EvaluationPlan, task: str, seed: int, evaluator: ReplayEvaluator,
+    features: dict[str, float], surrogates: Callable[[], tuple[PerformanceSurrogate, CostSurrogate]],
+) -> Optimizer:  # fmt: skip
+    space, candidates = SearchSpace.from_yaml(plan.space), evaluator.configs()
+    if name in ("transfer", "quicktune", "dyhpo"):
+        perf, cost = surrogates()
+        common = {"perf": perf, "cost": cost, "task_features": features, "acquisition": plan.acquisition, "seed": seed}
+        if name == "transfer":
+            return Transfer(space, candidates, **common)
+        if name == "quicktune":
+            return QuickTune(space, candidates, refit_steps=plan.quicktune_refit_steps, **common)
+        return DyHPO(space, candidates, refit_steps=plan.dyhpo_refit_steps, **common)
+    if name == "portfolio":
+        return Portfolio(space, portfolio(plan.metadataset, exclude=task), seed=seed)
+    if name == "default":
+        return Default(space, candidates, seed=seed)
+    if name == "zero_shot":
+        return ZeroShot(space, candidates, seed=seed)
+    if name == "random":
+        return RandomSearch(space, candidates, seed=seed)
+    return OptunaTPE(space, candidates, seed=seed)
+
+
+def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the comparison; writes results and returns ``summary.json``'s content."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    out = Path(plan.out)
+    with MetaDataset(plan.metadataset) as store:
+        task_features = store.tasks()
+        finals = {t: [final_score(r) for r in store.runs(t)] for t in task_features}
+    tasks = plan.tasks or sorted(task_features)
+    grid = np.linspace(0, 1, 41)[1:]  # budget fractions for the plots
+    rows = []
+    for task in tasks:
+        evaluator = ReplayEvaluator.from_store(plan.metadataset, task)
+        best, worst = evaluator.best_value(), min(finals[task])
+        start = task_features[task].get("zero_shot_acc", 0.0)
+        cache: list[tuple[PerformanceSurrogate, CostSurrogate]] = []
+
+        def surrogates(task: str = task, cache: list = cache) -> tuple[PerformanceSurrogate, CostSurrogate]:
+            if not cache:
+                cache.append(fold_surrogates(plan, task))
+            return cache[0]
+
+        for method in plan.methods:
+            for seed in plan.seeds:
+                optimizer = make_method(method, plan, task, seed, evaluator, task_features[task], surrogates)
+                state = out / "states" / task / f"{method}-{seed}.json"
+                state.parent.mkdir(parents=True, exist_ok=True)
+                history = run_tuning(optimizer, evaluator, Budget(plan.budget_epochs), state)
+                for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
+                    incumbent = incumbent_at(history, fraction * plan.budget_epochs, start)
+                    regret = (best - incumbent) / (best - worst) if best > worst else 0.0
+                    rows.append(
+                        {"task": task, "method": method, "seed": seed, "fraction": fraction,
+                         "incumbent": incumbent, "normalized_regret": max(regret, 0.0)}
+                    )  # fmt: skip
+            progress(f"{task} {method}: done ({len(plan.seeds)} seeds)")
+    _add_ranks(rows)
+    summary = {
+        method: {
+            str(f): {
+                "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(rows, method, f)),
+                "rank": statistics.mean(r["rank"] for r in _at(rows, method, f)),
+            }
+            for f in FRACTIONS
+        }
+        for method in plan.methods
+    }
+    _write(out, rows, summary, plan)
+    return summary
+
+
+def _at(rows: list[dict[str, Any]], method: str, fraction: float) -> list[dict[str, Any]]:
+    return [r for r in rows if r["method"] == method and abs(r["fraction"] - fraction) < 1e-9]
+
+
+def _add_ranks(rows: list[dict[str, Any]]) -> None:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["seed"], r["fraction"]), []).append(r)
+    for group in groups.values():
+        for r, rank in zip(group, rankdata([-r["incumbent"] for r in group]), strict=True):
+            r["rank"] = float(rank)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    head = ["method", *(f"regret @{f:g}" for f in FRACTIONS), *(f"rank @{f:g}" for f in FRACTIONS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, by_fraction in sorted(summary.items(), key=lambda kv: kv[1]["1.0"]["rank"]):
+        cells = [f"{by_fraction[str(f)]['normalized_regret']:.3f}" for f in FRACTIONS]
+        cells += [f"{by_fraction[str(f)]['rank']:.2f}" for f in FRACTIONS]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def _write(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan: EvaluationPlan) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "table.md").write_text(format_table(summary) + "\n")
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    fractions = sorted({r["fraction"] for r in rows})
+    for key, ylabel, name in (
+        ("normalized_regret", "normalized regret", "regret.png"),
+        ("rank", "mean rank", "rank.png"),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for method in plan.methods:
+            ax.plot(fractions, [statistics.mean(r[key] for r in _at(rows, method, f)) for f in fractions], label=method)
+        ax.set_xlabel(f"fraction of the budget ({plan.budget_epochs} epochs)")
+        ax.set_ylabel(ylabel)
+        if key == "normalized_regret":
+            ax.set_yscale("symlog", linthresh=0.01)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
