@@ -13,13 +13,12 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from lit_transfer.metadataset.build import BuildPlan, build
-from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, MetaDatasetError
 from lit_transfer.metadataset.summary import format_table, summarize
 from lit_transfer.metadataset.tasks import write_tasks
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
-SHIPPED_METADATASET = "assets/metadata/micro.sqlite"
 
 
 def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:

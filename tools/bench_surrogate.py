@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from lit_transfer.metadataset.store import MetaDataset
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.data import SHIPPED_METADATASET
 from lit_transfer.surrogate.evaluate import fit
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from lit_transfer.surrogate.data import SHIPPED_METADATASET
+from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.surrogate.evaluate import format_table, leave_one_task_out
 
 ROOT = Path(__file__).resolve().parents[1]

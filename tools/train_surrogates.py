@@ -17,8 +17,8 @@ import lightning as L
 import torch
 import yaml
 
+from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.data import SHIPPED_METADATASET
 from lit_transfer.surrogate.evaluate import fit
 from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
 

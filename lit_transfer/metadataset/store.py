@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS curves (
 """
 
 
+# the meta-dataset shipped with the package (built by configs/metadata/micro.yaml)
+SHIPPED_METADATASET = str(Path(__file__).resolve().parents[2] / "assets" / "metadata" / "micro.sqlite")
+
+
 class MetaDatasetError(ValueError):
     """A file that is not a (compatible) lit_transfer meta-dataset, or a record that cannot be stored."""
 

@@ -21,10 +21,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lit_transfer.metadataset.build import TASK_FEATURES
-from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, MetaDatasetError
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 
-SHIPPED_METADATASET = str(Path(__file__).resolve().parents[2] / "assets" / "metadata" / "micro.sqlite")
 PREFIX_CHANNELS = 2  # the metric itself, and validation loss relative to the base model's zero-shot loss
 MAX_RELATIVE_LOSS = 2.0  # diverged or NaN losses are clipped here
 

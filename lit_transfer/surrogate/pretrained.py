@@ -8,8 +8,8 @@ from pathlib import Path
 
 import lightning as L
 
+from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.surrogate.cost import CostSurrogate
-from lit_transfer.surrogate.data import SHIPPED_METADATASET
 from lit_transfer.surrogate.perf import PerformanceSurrogate
 
 

@@ -23,11 +23,10 @@ import numpy as np
 import yaml
 from scipy.stats import rankdata
 
-from lit_transfer.metadataset.store import MetaDataset
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import final_score
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.data import SHIPPED_METADATASET
 from lit_transfer.surrogate.evaluate import fit
 from lit_transfer.surrogate.pretrained import save_weights
 from lit_transfer.tune.loop import Budget, incumbent_at, run_tuning
