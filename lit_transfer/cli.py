@@ -6,6 +6,7 @@ surrogate. Commands that are not Trainer runs are plain functions; their docstri
 
 from __future__ import annotations
 
+import json as json_module
 import sys
 
 from jsonargparse import CLI
@@ -17,6 +18,7 @@ from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, Met
 from lit_transfer.metadataset.summary import format_table, summarize
 from lit_transfer.metadataset.tasks import write_tasks
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
+from lit_transfer.tune.evaluate import EvaluationPlan
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -71,8 +73,6 @@ def metadata_summary(path: str = SHIPPED_METADATASET, json: bool = False, space:
         json: print one JSON object instead of a table.
         space: the search space whose default config is reported as "default".
     """
-    import json as json_module
-
     with MetaDataset(path) as store:
         summary = summarize(store, SearchSpace.from_yaml(space).default().key())
     print(json_module.dumps(summary) if json else format_table(summary))
@@ -92,13 +92,109 @@ def _summary_args(argv: list[str]) -> list[str]:
     return out
 
 
-COMMANDS = {"metadata": {"build": metadata_build, "tasks": metadata_tasks, "summary": metadata_summary}}
+def suggest(
+    data: str, top: int = 5, metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
+    out: str = "runs/suggest", candidates: int = 1000, seed: int = 0,
+) -> None:  # fmt: skip
+    """Suggest finetuning pipelines for a new dataset from the meta-learned surrogates (no training).
+
+    Prints the top configs with predicted final val/acc and training time, and writes each as a ready ``fit`` YAML.
+
+    Args:
+        data: the new task's data folder (train/validation/test.jsonl).
+        top: how many configs.
+        metadataset: meta-dataset whose pretrained surrogates are used (default: the shipped one).
+        base_model: model to finetune (default: the meta-dataset's).
+        out: folder for the YAML files.
+        candidates: configs sampled from the space, besides the meta-dataset's own.
+        seed: seed of the sample.
+    """
+    from lit_transfer.tune.commands import resolve_path
+    from lit_transfer.tune.commands import suggest as run_suggest
+
+    picks = run_suggest(data, top, resolve_path(metadataset), base_model, out, candidates, seed=seed)
+    print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
+    for p in picks:
+        c = p["config"]
+        short = f"{c['adapter']} r={c['lora_rank']} {c['optimizer']} lr={c['learning_rate']:.2g} bs={c['batch_size']}"
+        predicted = f"{p['predicted']:>6.3f} ± {p['std']:.3f}"
+        print(f"{p['rank']:>4}  {predicted}  {p['seconds'] / 60:>7.1f}  {short} -> {p['yaml']}")
+
+
+def tune(
+    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
+    candidates: int = 1000, seed: int = 0, max_length: int = 256,
+) -> None:  # fmt: skip
+    """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
+
+    Resumable: rerun the same command after an interruption (the state is in OUT/state.json).
+
+    Args:
+        data: the new task's data folder (train/validation/test.jsonl).
+        budget: how much tuning may cost, in ``budget_unit``.
+        budget_unit: ``seconds`` (of training) or ``epochs`` (trial steps).
+        method: transfer | quicktune | dyhpo | portfolio | default | zero_shot | random | optuna_tpe.
+        acquisition: ei | cost_ei | ucb (surrogate methods).
+        metadataset: meta-dataset whose pretrained surrogates and configs are used.
+        base_model: model to finetune (default: the meta-dataset's).
+        out: folder for trials, state, TensorBoard logs and result.json.
+        candidates: configs sampled from the space, besides the meta-dataset's own.
+        seed: seed of the method and of training.
+        max_length: token limit of one example.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from lit_transfer.tune.commands import resolve_path
+    from lit_transfer.tune.commands import tune as run_tune
+
+    writer = SummaryWriter(f"{out}/tensorboard")
+
+    def on_step(step) -> None:
+        writer.add_scalar("tune/incumbent", step.incumbent, global_step=round(step.spent))
+        writer.add_scalar("tune/value", step.value, global_step=round(step.spent))
+        writer.flush()
+        done = f"spent {step.spent:8.1f} {budget_unit}"
+        print(f"{done}: epoch {step.fidelity} -> {step.value:.3f}, best {step.incumbent:.3f}")
+
+    result = run_tune(
+        data, budget, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
+        seed=seed, max_length=max_length, on_step=on_step,
+    )  # fmt: skip
+    writer.close()
+    print(json_module.dumps(result, indent=2, default=str))
+
+
+def evaluate(plan: EvaluationPlan) -> None:
+    """Leave-one-task-out comparison of the tuning methods on a meta-dataset (replayed; resumable).
+
+    Args:
+        plan: what to compare (``--config configs/evaluate/loto.yaml``).
+    """
+    from lit_transfer.tune.evaluate import evaluate as run_evaluate
+    from lit_transfer.tune.evaluate import format_table as method_table
+
+    print(method_table(run_evaluate(plan)))
+    print(f"results, plots and summary.json in {plan.out}")
+
+
+COMMANDS = {
+    "metadata": {"build": metadata_build, "tasks": metadata_tasks, "summary": metadata_summary},
+    "suggest": suggest,
+    "tune": tune,
+    "evaluate": evaluate,
+}
 
 
 USAGE = """usage: python -m lit_transfer COMMAND ...
 
   fit | validate | test | predict    a Lightning Trainer run from a YAML config (--help for its options)
   metadata build | tasks | summary   build a meta-dataset, write the QA tasks, summarise a meta-dataset
+  suggest --data DIR --top K         configs for a new dataset from the meta-learned surrogates
+  tune --config configs/tune/transfer.yaml --data DIR --budget SECONDS
+                                     tune with real finetuning trials, then test the chosen config
+  evaluate --config configs/evaluate/loto.yaml
+                                     leave-one-task-out comparison of the tuning methods
 """
 
 
@@ -116,6 +212,6 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:2] == ["metadata", "summary"]:
         argv = _summary_args(argv)
     try:
-        CLI(COMMANDS, args=argv, as_positional=True)
+        CLI(COMMANDS, args=argv, as_positional=False)
     except MetaDatasetError as err:
         sys.exit(f"error: {err}")

@@ -30,20 +30,9 @@ from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSur
 from lit_transfer.surrogate.evaluate import fit
 from lit_transfer.surrogate.pretrained import save_weights
 from lit_transfer.tune.loop import Budget, incumbent_at, run_tuning
-from lit_transfer.tune.optimizers import (
-    Default,
-    DyHPO,
-    Optimizer,
-    OptunaTPE,
-    Portfolio,
-    QuickTune,
-    RandomSearch,
-    Transfer,
-    ZeroShot,
-)
-from lit_transfer.tune.replay import ReplayEvaluator, portfolio
+from lit_transfer.tune.methods import METHODS, build_method
+from lit_transfer.tune.replay import ReplayEvaluator
 
-METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,30 +99,6 @@ def fold_surrogates(plan: EvaluationPlan, task: str) -> tuple[PerformanceSurroga
     return modules[0], modules[1]
 
 
-def make_method(
-    name: str, plan: EvaluationPlan, task: str, seed: int, evaluator: ReplayEvaluator,
-    features: dict[str, float], surrogates: Callable[[], tuple[PerformanceSurrogate, CostSurrogate]],
-) -> Optimizer:  # fmt: skip
-    space, candidates = SearchSpace.from_yaml(plan.space), evaluator.configs()
-    if name in ("transfer", "quicktune", "dyhpo"):
-        perf, cost = surrogates()
-        common = {"perf": perf, "cost": cost, "task_features": features, "acquisition": plan.acquisition, "seed": seed}
-        if name == "transfer":
-            return Transfer(space, candidates, **common)
-        if name == "quicktune":
-            return QuickTune(space, candidates, refit_steps=plan.quicktune_refit_steps, **common)
-        return DyHPO(space, candidates, refit_steps=plan.dyhpo_refit_steps, **common)
-    if name == "portfolio":
-        return Portfolio(space, portfolio(plan.metadataset, exclude=task), seed=seed)
-    if name == "default":
-        return Default(space, candidates, seed=seed)
-    if name == "zero_shot":
-        return ZeroShot(space, candidates, seed=seed)
-    if name == "random":
-        return RandomSearch(space, candidates, seed=seed)
-    return OptunaTPE(space, candidates, seed=seed)
-
-
 def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the comparison; writes results and returns ``summary.json``'s content."""
     warnings.filterwarnings("ignore")
@@ -158,7 +123,11 @@ def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> d
 
         for method in plan.methods:
             for seed in plan.seeds:
-                optimizer = make_method(method, plan, task, seed, evaluator, task_features[task], surrogates)
+                optimizer = build_method(
+                    method, SearchSpace.from_yaml(plan.space), evaluator.configs(), task_features[task], surrogates,
+                    plan.metadataset, exclude_task=task, seed=seed, acquisition=plan.acquisition,
+                    quicktune_refit_steps=plan.quicktune_refit_steps, dyhpo_refit_steps=plan.dyhpo_refit_steps,
+                )  # fmt: skip
                 state = out / "states" / task / f"{method}-{seed}.json"
                 state.parent.mkdir(parents=True, exist_ok=True)
                 history = run_tuning(optimizer, evaluator, Budget(plan.budget_epochs), state)

@@ -1,0 +1,118 @@
+"""What ``suggest`` and ``tune`` do for a user's new dataset, from the shipped (or a given) meta-dataset."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
+from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
+from lit_transfer.tune.loop import Budget, Step, run_tuning
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve_path(path: str) -> str:
+    """A path as given, or relative to the project root (where the shipped meta-dataset names its model)."""
+    return path if Path(path).exists() or not (ROOT / path).exists() else str(ROOT / path)
+
+
+def meta_base_model(metadataset: str) -> str:
+    """The base model most runs of a meta-dataset finetuned: the one its surrogates know."""
+    with MetaDataset(metadataset) as store:
+        counts = Counter(run.base_model for run in store.runs())
+    if not counts:
+        raise ValueError(f"{metadataset} has no runs")
+    return resolve_path(counts.most_common(1)[0][0])
+
+
+def candidate_configs(space: SearchSpace, metadataset: str, sampled: int = 1000, seed: int = 0) -> list[dict]:
+    """The meta-dataset's configs (where the surrogates know most) plus quasi-random ones, without repeats."""
+    with MetaDataset(metadataset) as store:
+        known = [dict(run.config) for run in store.runs()]
+    seen, out = set(), []
+    for config in [*known, *(dict(c.values) for c in space.sample(sampled, seed=seed))]:
+        key = PipelineConfig(config).key()
+        if key not in seen:
+            seen.add(key)
+            out.append(config)
+    return out
+
+
+def task_features_of(data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64) -> dict:
+    from lit_transfer.metadataset.build import task_features
+
+    return task_features(data, base_model, max_length, eval_batch_size)
+
+
+def suggest(
+    data: str, top: int = 5, metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
+    out: str = "runs/suggest", candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The ``top`` configs by predicted final metric, each written as a ready ``fit`` YAML."""
+    from lit_transfer.surrogate import load_pretrained
+
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    search_space = SearchSpace.from_yaml(space)
+    base_model = base_model or meta_base_model(metadataset)
+    features = task_features_of(data, base_model)
+    perf, cost = load_pretrained(metadataset)
+    configs = candidate_configs(search_space, metadataset, candidates, seed)
+    mean, std = perf.predict(configs, features)
+    seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
+    order = sorted(range(len(configs)), key=lambda i: -mean[i])[:top]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    picks = []
+    for rank, i in enumerate(order, start=1):
+        path = Path(out) / f"suggestion_{rank}.yaml"
+        fit = PipelineConfig(configs[i]).fit_config(
+            base_model, data, search_space.max_epochs, f"{out}/run_{rank}", seed
+        )
+        path.write_text(yaml.safe_dump(fit, sort_keys=False))
+        picks.append(
+            {"rank": rank, "predicted": float(mean[i]), "std": float(std[i]), "seconds": float(seconds[i]),
+             "config": configs[i], "yaml": str(path)}
+        )  # fmt: skip
+    return picks
+
+
+def tune(
+    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
+    candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0, max_length: int = 256,
+    on_step: Callable[[Step], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
+    test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter."""
+    from lit_transfer.surrogate import load_pretrained
+    from lit_transfer.tune.finetuning import FinetuneEvaluator
+    from lit_transfer.tune.methods import build_method
+
+    budget_ = Budget(budget, budget_unit)
+    search_space = SearchSpace.from_yaml(space)
+    base_model = base_model or meta_base_model(metadataset)
+    features = task_features_of(data, base_model, max_length)
+    optimizer = build_method(
+        method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
+        lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition,
+    )  # fmt: skip
+    evaluator = FinetuneEvaluator(data, base_model, out, search_space.max_epochs, max_length=max_length, seed=seed)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step)
+    chosen, value = optimizer.best()
+    result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
+    if chosen is None:
+        result.update(config=None, message="no trial finished within the budget")
+    else:
+        epochs = optimizer.epochs_done(chosen)
+        test = evaluator.test(chosen)
+        adapter = evaluator.folder(chosen) / "checkpoints" / "best"
+        result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=str(adapter))
+    (Path(out) / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

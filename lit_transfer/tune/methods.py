@@ -1,0 +1,53 @@
+"""Tuning methods by name, built the same way for the evaluation (replay) and for real tuning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from lit_transfer.space import SearchSpace
+from lit_transfer.tune.optimizers import (
+    Default,
+    DyHPO,
+    Optimizer,
+    OptunaTPE,
+    Portfolio,
+    QuickTune,
+    RandomSearch,
+    Transfer,
+    ZeroShot,
+)
+from lit_transfer.tune.replay import portfolio
+
+METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
+
+
+def build_method(
+    name: str,
+    space: SearchSpace,
+    candidates: Sequence[Mapping[str, Any]],
+    task_features: Mapping[str, float],
+    surrogates: Callable[[], tuple[Any, Any]],
+    metadataset: str,
+    exclude_task: str | None = None,
+    seed: int = 0,
+    acquisition: str = "ei",
+    quicktune_refit_steps: int = 20,
+    dyhpo_refit_steps: int = 30,
+) -> Optimizer:
+    """The method ``name`` for a task; ``surrogates()`` is only called by the methods that need them, and
+    ``metadataset`` (without ``exclude_task``) is where the portfolio comes from."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    if name in ("transfer", "quicktune", "dyhpo"):
+        perf, cost = surrogates()
+        common = {"perf": perf, "cost": cost, "task_features": task_features, "acquisition": acquisition, "seed": seed}
+        if name == "transfer":
+            return Transfer(space, candidates, **common)
+        if name == "quicktune":
+            return QuickTune(space, candidates, refit_steps=quicktune_refit_steps, **common)
+        return DyHPO(space, candidates, refit_steps=dyhpo_refit_steps, **common)
+    if name == "portfolio":
+        return Portfolio(space, portfolio(metadataset, exclude=exclude_task), seed=seed)
+    simple = {"default": Default, "zero_shot": ZeroShot, "random": RandomSearch, "optuna_tpe": OptunaTPE}
+    return simple[name](space, candidates, seed=seed)
