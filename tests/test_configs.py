@@ -14,6 +14,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FINETUNE = sorted((CONFIGS / "finetune").glob("*.yaml"))
 METADATA = sorted((CONFIGS / "metadata").glob("*.yaml"))
 SPACES = sorted((CONFIGS / "space").glob("*.yaml"))
+SURROGATE = sorted((CONFIGS / "surrogate").glob("*.yaml"))
+TUNE = sorted((CONFIGS / "tune").glob("*.yaml"))
+EVALUATE = sorted((CONFIGS / "evaluate").glob("*.yaml"))
 
 
 class ParseOnlyCLI(LightningCLI):
@@ -24,12 +27,13 @@ class ParseOnlyCLI(LightningCLI):
 
 
 def test_every_config_is_checked():
-    assert set(CONFIGS.rglob("*.yaml")) == set(FINETUNE + METADATA + SPACES)
+    assert set(CONFIGS.rglob("*.yaml")) == set(FINETUNE + METADATA + SPACES + SURROGATE + TUNE + EVALUATE)
+    assert {p.name for p in SURROGATE} == {"perf_dkgp.yaml", "cost_mlp.yaml"}
     assert {"tiny_lora.yaml", "phi3_mini_lora.yaml"} <= {p.name for p in FINETUNE}
 
 
-@pytest.mark.parametrize("config", FINETUNE, ids=lambda p: p.name)
-def test_finetune_config_parses_against_code(config, monkeypatch):
+@pytest.mark.parametrize("config", FINETUNE + SURROGATE, ids=lambda p: p.name)
+def test_trainer_config_parses_against_code(config, monkeypatch):
     monkeypatch.setattr(cli, "LightningCLI", ParseOnlyCLI)
     parsed = cli.trainer_cli(["--config", str(config)], run=False).config
     assert parsed.model.class_path.startswith("lit_transfer.")
@@ -57,3 +61,32 @@ def test_metadata_config_parses_against_build_plan(config):
 def test_space_config_loads(config):
     space = SearchSpace.from_yaml(config)
     assert len(space) >= 10 and space.max_epochs >= 1
+
+
+@pytest.mark.parametrize("config", TUNE, ids=lambda p: p.name)
+def test_tune_config_parses_against_the_command(config):
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action="config")
+    parser.add_function_arguments(cli.tune)
+    parsed = parser.parse_args(["--config", str(config), "--data", "d", "--budget", "60"])
+    assert parsed.method in (
+        "transfer",
+        "quicktune",
+        "dyhpo",
+        "portfolio",
+        "default",
+        "zero_shot",
+        "random",
+        "optuna_tpe",
+    )
+
+
+@pytest.mark.parametrize("config", EVALUATE, ids=lambda p: p.name)
+def test_evaluate_config_parses_against_the_plan(config):
+    from lit_transfer.tune.evaluate import EvaluationPlan
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--config", action="config")
+    parser.add_argument("--plan", type=EvaluationPlan)
+    plan = parser.instantiate_classes(parser.parse_args(["--config", str(config)])).plan
+    assert isinstance(plan, EvaluationPlan) and "transfer" in plan.methods
