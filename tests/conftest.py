@@ -33,7 +33,9 @@ def tiny_model_plain(tmp_path_factory, qa_splits):
     return str(build_tiny_phi3(out, corpus(qa_splits), vocab_size=320, chat_template=False))
 
 
-def write_synthetic_metadataset(path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0):
+def write_synthetic_metadataset(
+    path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0, base_model="synthetic"
+):
     """A meta-dataset of saturating curves acc(t) = A_task * (1 - exp(-rate * t)) whose rate depends on the config
     (learning rate, rank, optimizer), and costs per training token that grow with rank and shrink with batch size:
     what surrogates must recover."""
@@ -68,7 +70,7 @@ def write_synthetic_metadataset(path, tasks=("t0", "t1", "t2", "t3"), configs=48
                     )  # fmt: skip
                 store.add_run(
                     RunRecord(
-                        task, dict(config.values), 0, "synthetic", epochs, "ok", curve=curve, seconds=per_epoch * epochs
+                        task, dict(config.values), 0, base_model, epochs, "ok", curve=curve, seconds=per_epoch * epochs
                     )
                 )
     return path

@@ -1,0 +1,101 @@
+"""``suggest`` and ``tune`` with real finetuning, through ``python -m lit_transfer``, on the tiny model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from conftest import write_synthetic_metadataset
+
+from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
+from lit_transfer.surrogate.evaluate import fit
+from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
+from lit_transfer.tune.loop import load_state
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def metadataset(tmp_path_factory, tiny_model):
+    """A synthetic meta-dataset recorded for the tiny model, with its pretrained surrogates beside it."""
+    path = write_synthetic_metadataset(tmp_path_factory.mktemp("meta") / "meta.sqlite", base_model=tiny_model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    L.seed_everything(0, verbose=False)
+    perf_path, cost_path = pretrained_paths(path)
+    save_weights(fit(PerformanceSurrogate(), MetaDataModule(str(path), batch_size=64), {"max_epochs": 3}), perf_path)
+    save_weights(fit(CostSurrogate(), MetaDataModule(str(path), target="cost"), {"max_epochs": 20}), cost_path)
+    torch.set_num_threads(threads)
+    return str(path)
+
+
+def run_cli(*args, cwd=REPO, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_transfer", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+        **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, tmp_path):
+    out = tmp_path / "suggest"
+    result = run_cli(
+        "suggest", "--data", str(qa_dir), "--top", "3", "--metadataset", metadataset, "--out", str(out),
+        "--candidates", "64",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 3
+    predicted = [float(r.split()[1]) for r in rows]
+    assert predicted == sorted(predicted, reverse=True)
+    config = yaml.safe_load((out / "suggestion_1.yaml").read_text())
+    assert config["model"]["class_path"] == "lit_transfer.finetune.FinetuneModule"
+    assert config["data"]["init_args"]["data"] == str(qa_dir)
+    printed = run_cli("fit", "--config", str(out / "suggestion_1.yaml"), "--print_config")
+    assert printed.returncode == 0, printed.stderr[-2000:]  # a ready fit config
+
+
+@pytest.mark.slow
+def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metadataset, qa_dir, tmp_path):
+    out = tmp_path / "tune"
+    args = [
+        "tune", "--config", str(REPO / "configs/tune/transfer.yaml"), "--data", str(qa_dir), "--budget", "6",
+        "--budget_unit", "epochs", "--metadataset", metadataset, "--out", str(out), "--candidates", "16",
+        "--max_length", "96",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lit_transfer", *args], cwd=REPO, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    state = out / "state.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (state.exists() and len(load_state(state).history) >= 2):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-tuning
+    process.wait()
+    before = load_state(state).history
+    assert 2 <= len(before) < 6
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = load_state(state).history
+    assert len(after) == 6 and after[: len(before)] == before  # nothing finished is lost or repeated
+    steps = {}
+    for step in after:  # each config advanced one epoch at a time, continuing its run
+        assert step.fidelity == steps.get(step.config_key, 0) + 1
+        steps[step.config_key] = step.fidelity
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["method"] == "transfer" and summary["steps"] == 6
+    assert 0.0 <= summary["test"]["test/acc"] <= 1.0
+    assert (Path(summary["adapter"]) / "adapter_config.json").exists()
+    assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
