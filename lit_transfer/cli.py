@@ -93,8 +93,8 @@ def _summary_args(argv: list[str]) -> list[str]:
 
 
 def suggest(
-    data: str, top: int = 5, metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
-    out: str = "runs/suggest", candidates: int = 1000, seed: int = 0,
+    data: str, top: int = 5, budget: str | None = None, metadataset: str = SHIPPED_METADATASET,
+    base_model: str | None = None, out: str = "runs/suggest", candidates: int = 1000, seed: int = 0,
 ) -> None:  # fmt: skip
     """Suggest finetuning pipelines for a new dataset from the meta-learned surrogates (no training).
 
@@ -103,6 +103,7 @@ def suggest(
     Args:
         data: the new task's data folder (train/validation/test.jsonl).
         top: how many configs.
+        budget: only configs predicted to finish all epochs within this time (600, 30m, 5h); default: any.
         metadataset: meta-dataset whose pretrained surrogates are used (default: the shipped one).
         base_model: model to finetune (default: the meta-dataset's).
         out: folder for the YAML files.
@@ -111,8 +112,12 @@ def suggest(
     """
     from lit_transfer.tune.commands import resolve_path
     from lit_transfer.tune.commands import suggest as run_suggest
+    from lit_transfer.tune.loop import parse_duration
 
-    picks = run_suggest(data, top, resolve_path(metadataset), base_model, out, candidates, seed=seed)
+    seconds = None if budget is None else parse_duration(budget)
+    picks = run_suggest(data, top, resolve_path(metadataset), base_model, out, candidates, seed=seed, budget=seconds)
+    if not picks:
+        sys.exit(f"error: no config is predicted to finish within {budget}")
     print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
     for p in picks:
         c = p["config"]
@@ -122,7 +127,7 @@ def suggest(
 
 
 def tune(
-    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    data: str, budget: str, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, max_length: int = 256,
 ) -> None:  # fmt: skip
@@ -132,7 +137,7 @@ def tune(
 
     Args:
         data: the new task's data folder (train/validation/test.jsonl).
-        budget: how much tuning may cost, in ``budget_unit``.
+        budget: how much tuning may cost: a duration (600, 30m, 5h) or, with ``budget_unit epochs``, epochs.
         budget_unit: ``seconds`` (of training) or ``epochs`` (trial steps).
         method: transfer | quicktune | dyhpo | portfolio | default | zero_shot | random | optuna_tpe.
         acquisition: ei | cost_ei | ucb (surrogate methods).
@@ -157,8 +162,11 @@ def tune(
         done = f"spent {step.spent:8.1f} {budget_unit}"
         print(f"{done}: epoch {step.fidelity} -> {step.value:.3f}, best {step.incumbent:.3f}")
 
+    from lit_transfer.tune.loop import parse_duration
+
+    amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
     result = run_tune(
-        data, budget, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
+        data, amount, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
         seed=seed, max_length=max_length, on_step=on_step,
     )  # fmt: skip
     writer.close()

@@ -16,7 +16,7 @@ from lit_transfer.tune.acquisition import (
     expected_improvement,
     upper_confidence_bound,
 )
-from lit_transfer.tune.loop import Budget, incumbent_at, load_state, run_tuning
+from lit_transfer.tune.loop import Budget, incumbent_at, load_state, parse_duration, run_tuning
 from lit_transfer.tune.optimizers import DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
 from lit_transfer.tune.replay import ReplayEvaluator, portfolio
 
@@ -148,6 +148,14 @@ def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
     perf, _ = surrogates
     with pytest.raises(ValueError, match="budget must be > 0"):
         Budget(0)
+    with pytest.raises(ValueError, match="not a duration: '5 hours'"):
+        parse_duration("5 hours")
+    assert (parse_duration("5h"), parse_duration("30m"), parse_duration("90s"), parse_duration("600")) == (
+        18000,
+        1800,
+        90,
+        600,
+    )
     with pytest.raises(ValueError, match="unit must be"):
         Budget(5, "hours")
     with pytest.raises(ValueError, match="acquisition must be"):

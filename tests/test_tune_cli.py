@@ -48,8 +48,8 @@ def run_cli(*args, cwd=REPO, **kwargs):
 def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, tmp_path):
     out = tmp_path / "suggest"
     result = run_cli(
-        "suggest", "--data", str(qa_dir), "--top", "3", "--metadataset", metadataset, "--out", str(out),
-        "--candidates", "64",
+        "suggest", "--data", str(qa_dir), "--top", "3", "--budget", "5h", "--metadataset", metadataset,
+        "--out", str(out), "--candidates", "64",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
@@ -61,6 +61,8 @@ def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, 
     assert config["data"]["init_args"]["data"] == str(qa_dir)
     printed = run_cli("fit", "--config", str(out / "suggestion_1.yaml"), "--print_config")
     assert printed.returncode == 0, printed.stderr[-2000:]  # a ready fit config
+    too_little = run_cli("suggest", "--data", str(qa_dir), "--budget", "1s", "--metadataset", metadataset)
+    assert too_little.returncode != 0 and "no config is predicted to finish within 1s" in too_little.stderr
 
 
 @pytest.mark.slow

@@ -53,8 +53,10 @@ def task_features_of(data: str, base_model: str, max_length: int = 256, eval_bat
 def suggest(
     data: str, top: int = 5, metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
     out: str = "runs/suggest", candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
+    budget: float | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """The ``top`` configs by predicted final metric, each written as a ready ``fit`` YAML."""
+    """The ``top`` configs by predicted final metric (among those predicted to train all epochs within ``budget``
+    seconds, if given), each written as a ready ``fit`` YAML."""
     from lit_transfer.surrogate import load_pretrained
 
     if top < 1:
@@ -66,7 +68,8 @@ def suggest(
     configs = candidate_configs(search_space, metadataset, candidates, seed)
     mean, std = perf.predict(configs, features)
     seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
-    order = sorted(range(len(configs)), key=lambda i: -mean[i])[:top]
+    affordable = [i for i in range(len(configs)) if budget is None or seconds[i] <= budget]
+    order = sorted(affordable, key=lambda i: -mean[i])[:top]
     Path(out).mkdir(parents=True, exist_ok=True)
     picks = []
     for rank, i in enumerate(order, start=1):

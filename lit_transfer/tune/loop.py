@@ -24,6 +24,23 @@ class Evaluator(Protocol):
         this step took."""
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float) -> float:
+    """Seconds from ``600``, ``"600s"``, ``"30m"``, ``"5h"`` or ``"1.5h"``."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip().lower()
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(suffix) and text[: -len(suffix)].strip().replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * _UNITS[suffix]
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 600, 600s, 30m, 5h)") from None
+
+
 @dataclass(frozen=True)
 class Budget:
     """How much tuning may cost: ``epochs`` (trial steps) or ``seconds`` (their measured or recorded time)."""
