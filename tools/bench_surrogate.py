@@ -23,12 +23,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import yaml
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import fit
+from lit_transfer.surrogate.evaluate import Recipe, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,19 +47,19 @@ def resampled(source: str, factor: int, out: Path, seed: int = 0) -> str:
     return str(out)
 
 
-def time_fit(path: str, perf_yaml: dict, cost_yaml: dict) -> tuple[float, PerformanceSurrogate]:
+def time_fit(path: str, perf: Recipe, cost: Recipe) -> tuple[float, PerformanceSurrogate]:
     start = time.perf_counter()
-    perf = fit(
-        PerformanceSurrogate(**perf_yaml["model"]["init_args"]),
-        MetaDataModule(path, batch_size=perf_yaml["data"]["init_args"]["batch_size"]),
-        {"max_epochs": perf_yaml["trainer"]["max_epochs"]},
+    perf_module = fit(
+        PerformanceSurrogate(**perf.model_args),
+        MetaDataModule(path, batch_size=perf.batch_size),
+        {"max_epochs": perf.max_epochs},
     )
     fit(
-        CostSurrogate(**cost_yaml["model"]["init_args"]),
-        MetaDataModule(path, target="cost", batch_size=cost_yaml["data"]["init_args"]["batch_size"]),
-        {"max_epochs": cost_yaml["trainer"]["max_epochs"]},
+        CostSurrogate(**cost.model_args),
+        MetaDataModule(path, target="cost", batch_size=cost.batch_size),
+        {"max_epochs": cost.max_epochs},
     )
-    return time.perf_counter() - start, perf
+    return time.perf_counter() - start, perf_module
 
 
 def time_predict(perf: PerformanceSurrogate, path: str, candidates: int = 1000, repeats: int = 5) -> float:
@@ -92,15 +91,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    perf_yaml, cost_yaml = (yaml.safe_load(Path(p).read_text()) for p in (args.perf_config, args.cost_config))
-    for config in (perf_yaml, cost_yaml):
-        config["model"]["init_args"].pop("space", None)
+    perf_recipe, cost_recipe = Recipe.from_yaml(args.perf_config), Recipe.from_yaml(args.cost_config)
 
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         for factor in args.factors:
             path = resampled(args.metadata, factor, Path(tmp) / f"x{factor}.sqlite")
-            fit_seconds, perf = time_fit(path, perf_yaml, cost_yaml)
+            fit_seconds, perf = time_fit(path, perf_recipe, cost_recipe)
             suffix = "" if factor == 1 else f"_{factor}x"
             with MetaDataset(path) as store:
                 result[f"runs{suffix}"] = len(store)

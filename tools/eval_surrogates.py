@@ -16,10 +16,9 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET
-from lit_transfer.surrogate.evaluate import format_table, leave_one_task_out
+from lit_transfer.surrogate.evaluate import Recipe, format_table, leave_one_task_out
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,16 +39,16 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-    perf, cost = (yaml.safe_load(Path(p).read_text()) for p in (args.perf_config, args.cost_config))
+    perf, cost = Recipe.from_yaml(args.perf_config), Recipe.from_yaml(args.cost_config)
     start = time.perf_counter()
     summary = leave_one_task_out(
         args.metadata,
-        perf_args={k: v for k, v in perf["model"]["init_args"].items() if k != "space"},
-        cost_args={k: v for k, v in cost["model"]["init_args"].items() if k != "space"},
-        perf_trainer={"max_epochs": args.perf_epochs or perf["trainer"]["max_epochs"]},
-        cost_trainer={"max_epochs": args.cost_epochs or cost["trainer"]["max_epochs"]},
-        batch_size=perf["data"]["init_args"].get("batch_size", 128),
-        cost_batch_size=cost["data"]["init_args"].get("batch_size", 128),
+        perf_args=perf.model_args,
+        cost_args=cost.model_args,
+        perf_trainer={"max_epochs": args.perf_epochs or perf.max_epochs},
+        cost_trainer={"max_epochs": args.cost_epochs or cost.max_epochs},
+        batch_size=perf.batch_size,
+        cost_batch_size=cost.batch_size,
         tasks=args.tasks,
         seed=args.seed,
         progress=(lambda message: None) if args.json else print,

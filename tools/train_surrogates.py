@@ -15,11 +15,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import fit
+from lit_transfer.surrogate.evaluate import Recipe, fit
 from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +39,11 @@ def main() -> None:
         (PerformanceSurrogate, "performance", args.perf_config, perf_path),
         (CostSurrogate, "cost", args.cost_config, cost_path),
     ):
-        config = yaml.safe_load(Path(config_path).read_text())
-        L.seed_everything(config.get("seed_everything", 0), verbose=False)
-        init = {k: v for k, v in config["model"]["init_args"].items() if k != "space"}
-        data = MetaDataModule(args.metadata, target=target, batch_size=config["data"]["init_args"]["batch_size"])
+        recipe = Recipe.from_yaml(config_path)
+        L.seed_everything(recipe.seed, verbose=False)
+        data = MetaDataModule(args.metadata, target=target, batch_size=recipe.batch_size)
         start = time.perf_counter()
-        module = fit(cls(**init), data, {"max_epochs": config["trainer"]["max_epochs"]})
+        module = fit(cls(**recipe.model_args), data, {"max_epochs": recipe.max_epochs})
         seconds = time.perf_counter() - start
         print(f"{out}: meta-trained in {seconds:.0f} s, {save_weights(module, out).stat().st_size:,} bytes")
 

@@ -167,7 +167,7 @@ class RunTable:
             tasks.append(run.task)
             targets.append(target)
             channels.append(chans)
-            seconds.append(_seconds_per_epoch(run.curve) if run.status == "ok" else math.nan)
+            seconds.append(seconds_per_epoch(run.curve) if run.status == "ok" else math.nan)
         if not tasks:
             raise MetaDatasetError(f"{store.path}: the meta-dataset has no runs to learn from")
         return cls(
@@ -179,7 +179,7 @@ class RunTable:
         return [i for i, t in enumerate(self.tasks) if t in set(tasks)]
 
 
-def _seconds_per_epoch(curve: Sequence[Mapping[str, Any]]) -> float:
+def seconds_per_epoch(curve: Sequence[Mapping[str, Any]]) -> float:
     """Training plus validation seconds per epoch (what one fidelity step costs), without the zero-shot point."""
     start = next((p["seconds"] for p in curve if p["fidelity"] == 0), 0.0)
     trained = [p for p in curve if p["fidelity"] > 0]

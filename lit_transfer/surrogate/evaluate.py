@@ -10,17 +10,20 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+import yaml
 from scipy.stats import kendalltau
 
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.summary import final_score
 from lit_transfer.surrogate.baselines import PlainGP, mean_config_scores
 from lit_transfer.surrogate.cost import CostSurrogate
-from lit_transfer.surrogate.data import MetaDataModule, prefix_channels
+from lit_transfer.surrogate.data import MetaDataModule, prefix_channels, seconds_per_epoch
 from lit_transfer.surrogate.perf import PerformanceSurrogate
 
 KEYS = (
@@ -28,6 +31,25 @@ KEYS = (
     "baseline_tau_mean_config", "baseline_tau_plain_gp",
 )  # fmt: skip
 OBSERVED_EPOCHS = (0, 1, 3)
+
+
+@dataclass
+class Recipe:
+    """What a surrogate YAML (``configs/surrogate/*.yaml``) says about meta-training, for code that trains
+    surrogates without LightningCLI: the model's arguments (its ``space`` left to the caller), batch size, epochs,
+    seed."""
+
+    model_args: dict[str, Any]
+    batch_size: int
+    max_epochs: int
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Recipe:
+        config = yaml.safe_load(Path(path).read_text())
+        model_args = {k: v for k, v in config["model"]["init_args"].items() if k != "space"}
+        batch_size = config["data"]["init_args"].get("batch_size", 128)
+        return cls(model_args, batch_size, config["trainer"]["max_epochs"], config.get("seed_everything", 0))
 
 
 def fit(module: L.LightningModule, datamodule: MetaDataModule, trainer: Mapping[str, Any]) -> L.LightningModule:
@@ -71,7 +93,7 @@ def evaluate_task(
             inside += int((np.abs(truth - mean) <= 1.96 * std).sum())
             total += len(runs)
     result["coverage_95"] = inside / total
-    seconds = np.array([(r.curve[-1]["seconds"] - r.curve[0]["seconds"]) / r.curve[-1]["fidelity"] for r in runs])
+    seconds = np.array([seconds_per_epoch(r.curve) for r in runs])
     result["cost_mape"] = float(np.mean(np.abs(cost.predict_seconds(configs, features) - seconds) / seconds))
     keys = [r.config_key for r in runs]
     result["baseline_tau_mean_config"] = tau(mean_config_scores(finals, task, keys), actual)

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from scipy.stats import rankdata
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import final_score
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import fit
+from lit_transfer.surrogate.evaluate import Recipe, fit
 from lit_transfer.surrogate.pretrained import save_weights
 from lit_transfer.tune.loop import Budget, incumbent_at, run_tuning
 from lit_transfer.tune.methods import METHODS, build_method
@@ -89,11 +88,9 @@ def fold_surrogates(plan: EvaluationPlan, task: str) -> tuple[PerformanceSurroga
         if path.exists():
             modules.append(cls.load_from_checkpoint(path, map_location="cpu"))
             continue
-        config = yaml.safe_load(Path(config_path).read_text())
-        init = {k: v for k, v in config["model"]["init_args"].items() if k != "space"}
-        batch_size = config["data"]["init_args"]["batch_size"]
-        data = MetaDataModule(plan.metadataset, target=target, holdout_tasks=[task], batch_size=batch_size)
-        module = fit(cls(space=plan.space, **init), data, {"max_epochs": config["trainer"]["max_epochs"]})
+        recipe = Recipe.from_yaml(config_path)
+        data = MetaDataModule(plan.metadataset, target=target, holdout_tasks=[task], batch_size=recipe.batch_size)
+        module = fit(cls(space=plan.space, **recipe.model_args), data, {"max_epochs": recipe.max_epochs})
         save_weights(module, path)
         modules.append(module.eval())
     return modules[0], modules[1]
