@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 from lit_transfer.metadataset.build import BuildPlan, build
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, MetaDatasetError
 from lit_transfer.metadataset.summary import format_table, summarize
-from lit_transfer.metadataset.tasks import write_tasks
+from lit_transfer.metadataset.tasks import select_tasks, write_tasks
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.tune.evaluate import EvaluationPlan
 
@@ -54,14 +54,16 @@ def metadata_build(plan: BuildPlan, progress: bool = True) -> None:
     print(f"{plan.out}: {len(store)} runs")
 
 
-def metadata_tasks(out: str, world_seed: int = 0) -> None:
+def metadata_tasks(out: str, tasks: list[str] | None = None, seed: int = 0, world_seed: int = 0) -> None:
     """Write the synthetic QA task suite (one folder of train/validation/test JSONL per task).
 
     Args:
         out: folder to write into.
-        world_seed: seed of the generated world the tasks ask about.
+        tasks: task names (default: all eight), e.g. ``--tasks [yes_no,counting]``.
+        seed: seed that draws the examples; the shipped meta-dataset used 0, so any other seed gives new tasks.
+        world_seed: seed of the generated world the tasks ask about (the shipped base model knows world 0).
     """
-    for path in write_tasks(out, world_seed=world_seed):
+    for path in write_tasks(out, select_tasks(tasks, seed), world_seed=world_seed):
         print(path)
 
 
@@ -221,5 +223,5 @@ def main(argv: list[str] | None = None) -> None:
         argv = _summary_args(argv)
     try:
         CLI(COMMANDS, args=argv, as_positional=False)
-    except MetaDatasetError as err:
+    except (MetaDatasetError, ValueError) as err:  # bad input: one clear line, not a traceback
         sys.exit(f"error: {err}")

@@ -141,6 +141,25 @@ def test_bad_inputs_give_clear_errors(trained, synthetic_metadataset, tmp_path):
         MetaDataModule(synthetic_metadataset, holdout_tasks=["nope"]).setup("fit")
     with pytest.raises(FileNotFoundError, match=r"missing.sqlite"):
         MetaDataModule(str(tmp_path / "missing.sqlite")).setup("fit")
+    with pytest.raises(ValueError, match="mlp_task_features not among task_features: size"):
+        CostSurrogate(mlp_task_features=["size"])
+
+
+def test_cost_model_sees_chosen_task_features_only(trained, synthetic_metadataset):
+    """By default only the token count of a task moves its cost (doubling it doubles the prediction); a task
+    feature named in ``mlp_task_features`` changes predictions beyond that."""
+    _, cost = trained
+    runs, features = _runs(synthetic_metadataset, "t3")
+    configs = [r.config for r in runs[:5]]
+    base = cost.predict_seconds(configs, features)
+    other = {**features, "zero_shot_loss": features["zero_shot_loss"] + 3.0}
+    np.testing.assert_allclose(cost.predict_seconds(configs, other), base, rtol=1e-6)
+    doubled = {**features, "log_train_size": features["log_train_size"] + np.log(2.0)}
+    np.testing.assert_allclose(cost.predict_seconds(configs, doubled), 2 * base, rtol=1e-4)
+    seeing = CostSurrogate(mlp_task_features=["answer_diversity"])
+    seeing.task_low.fill_(-10.0), seeing.task_high.fill_(10.0)
+    changed = {**features, "answer_diversity": features["answer_diversity"] + 1.0}
+    assert not np.allclose(seeing.predict_seconds(configs, changed), seeing.predict_seconds(configs, features))
 
 
 def test_prediction_context_is_bounded(trained, synthetic_metadataset):

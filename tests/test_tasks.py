@@ -4,7 +4,7 @@ import re
 import pytest
 
 from lit_transfer.finetune.data import read_jsonl
-from lit_transfer.metadataset.tasks import DEFAULT_TASKS, FAMILIES, TaskSpec, write_tasks
+from lit_transfer.metadataset.tasks import DEFAULT_TASKS, FAMILIES, TaskSpec, select_tasks, write_tasks
 from lit_transfer.metadataset.world import World
 
 
@@ -70,3 +70,15 @@ def test_bad_task_specs(world):
         TaskSpec("x", "poetry").generate(world)
     with pytest.raises(ValueError, match="needs 2000 examples"):
         TaskSpec("x", "arithmetic", train=1800, validation=100, test=100).generate(world)
+
+
+def test_select_tasks_by_name_with_a_new_seed(world):
+    (spec,) = select_tasks(["yes_no"], seed=3)
+    shipped = next(s for s in DEFAULT_TASKS if s.name == "yes_no")
+    assert (spec.family, spec.train, spec.seed) == (shipped.family, shipped.train, 3)
+    # another seed: the same family and sizes, other examples
+    new, old = spec.generate(world)["train"], shipped.generate(world)["train"]
+    assert len(new) == len(old) and {e["question"] for e in new} != {e["question"] for e in old}
+    assert [s.name for s in select_tasks()] == [s.name for s in DEFAULT_TASKS]
+    with pytest.raises(ValueError, match=r"unknown task.*nope"):
+        select_tasks(["nope"])

@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--perf-config", default=str(ROOT / "configs/surrogate/perf_dkgp.yaml"))
     parser.add_argument("--cost-config", default=str(ROOT / "configs/surrogate/cost_mlp.yaml"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=["performance", "cost"], help="train one of them (default: both)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -39,6 +40,8 @@ def main() -> None:
         (PerformanceSurrogate, "performance", args.perf_config, perf_path),
         (CostSurrogate, "cost", args.cost_config, cost_path),
     ):
+        if args.only not in (None, target):
+            continue
         recipe = Recipe.from_yaml(config_path)
         L.seed_everything(recipe.seed, verbose=False)
         data = MetaDataModule(args.metadata, target=target, batch_size=recipe.batch_size)

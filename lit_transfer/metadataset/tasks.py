@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lit_transfer.finetune.demo import write_qa_folder
@@ -224,3 +224,13 @@ def write_tasks(out: str | Path, tasks: list[TaskSpec] | None = None, world_seed
     """Write every task of the suite under ``out/<task name>/``."""
     world = World(seed=world_seed)
     return [spec.write(world, Path(out) / spec.name) for spec in tasks or DEFAULT_TASKS]
+
+
+def select_tasks(names: list[str] | None = None, seed: int = 0) -> list[TaskSpec]:
+    """Tasks of the default suite by name (default: all), their examples drawn with ``seed``: another seed gives
+    new tasks of the same families, sizes and world, which no run of the shipped meta-dataset (seed 0) has seen."""
+    by_name = {spec.name: spec for spec in DEFAULT_TASKS}
+    unknown = [n for n in names or [] if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return [replace(by_name[n], seed=seed) for n in names or by_name]

@@ -127,7 +127,7 @@ def leave_one_task_out(
         data = MetaDataModule(path, holdout_tasks=[task], batch_size=batch_size, seed=seed)
         perf = fit(PerformanceSurrogate(**(perf_args or {})), data, perf_trainer or {"max_epochs": 10})
         cost_data = MetaDataModule(path, target="cost", holdout_tasks=[task], batch_size=cost_batch_size, seed=seed)
-        cost = fit(CostSurrogate(**(cost_args or {})), cost_data, cost_trainer or {"max_epochs": 100})
+        cost = fit(CostSurrogate(**(cost_args or {})), cost_data, cost_trainer or {"max_epochs": 300})
         plain_gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, seed=seed)
         runs = [r for r in all_runs if r.task == task]
         per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, finals))
