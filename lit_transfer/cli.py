@@ -128,8 +128,21 @@ def suggest(
         print(f"{p['rank']:>4}  {predicted}  {p['seconds'] / 60:>7.1f}  {short} -> {p['yaml']}")
 
 
+def _quiet_trials() -> None:
+    """Trials are many short Trainer runs: one progress line per trial step, not each run's banners."""
+    import logging
+    import warnings
+
+    import transformers
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.utils.logging.disable_progress_bar()
+
+
 def tune(
-    data: str, budget: str, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    data: str, budget: str | float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, max_length: int = 256,
 ) -> None:  # fmt: skip
@@ -154,6 +167,8 @@ def tune(
 
     from lit_transfer.tune.commands import resolve_path
     from lit_transfer.tune.commands import tune as run_tune
+
+    _quiet_trials()
 
     writer = SummaryWriter(f"{out}/tensorboard")
 

@@ -213,7 +213,8 @@ class SearchSpace:
         """``n`` configs from a scrambled Sobol sequence: quasi-random, spread evenly, the same for a seed."""
         from scipy.stats import qmc
 
-        points = qmc.Sobol(d=len(self), scramble=True, seed=seed).random(n)
+        # whole powers of two keep Sobol's balance (scipy warns otherwise); the first n of them are what random(n) gives
+        points = qmc.Sobol(d=len(self), scramble=True, seed=seed).random_base2(max(n - 1, 0).bit_length())[:n]
         names = list(self.hyperparameters)
         return [
             PipelineConfig(
