@@ -144,7 +144,7 @@ def _quiet_trials() -> None:
 def tune(
     data: str, budget: str | float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
-    candidates: int = 1000, seed: int = 0, max_length: int = 256,
+    candidates: int = 1000, seed: int = 0, max_length: int = 256, horizon: str = "final",
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -162,6 +162,7 @@ def tune(
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the method and of training.
         max_length: token limit of one example.
+        horizon: final | next: the epoch surrogate methods score a candidate at.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -184,7 +185,7 @@ def tune(
     amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
     result = run_tune(
         data, amount, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
-        seed=seed, max_length=max_length, on_step=on_step,
+        seed=seed, max_length=max_length, horizon=horizon, on_step=on_step,
     )  # fmt: skip
     writer.close()
     print(json_module.dumps(result, indent=2, default=str))

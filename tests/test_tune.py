@@ -72,7 +72,8 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
 
 
 @pytest.mark.parametrize(
-    "method", ["transfer", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random", "optuna_tpe"]
+    "method",
+    ["transfer", "transfer_next", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random", "optuna_tpe"],
 )
 def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset):
     evaluator, features = task
@@ -81,6 +82,7 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
     common = {"perf": perf, "task_features": features}
     optimizer = {
         "transfer": lambda: Transfer(SPACE, candidates, **common),
+        "transfer_next": lambda: Transfer(SPACE, candidates, horizon="next", **common),
         "transfer_cost_ei": lambda: Transfer(SPACE, candidates, cost=cost, acquisition="cost_ei", **common),
         "quicktune": lambda: QuickTune(SPACE, candidates, refit_steps=5, **common),
         "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
@@ -108,6 +110,29 @@ def test_transfer_finds_a_good_config_fast(task, surrogates):
     ]
     assert incumbent_at(transfer, 16, 0.0) >= 0.95 * evaluator.best_value()
     assert incumbent_at(transfer, 16, 0.0) > np.median(randoms)
+
+
+def test_horizon_is_the_epoch_candidates_are_scored_at(task, surrogates):
+    """``final`` scores every candidate at the last epoch given its curve so far; ``next`` at its next epoch."""
+    evaluator, features = task
+    perf, _ = surrogates
+    asked = []
+
+    class Recording:
+        encoding, hparams = perf.encoding, perf.hparams
+
+        def predict(self, configs, task_features, curves, fidelity, observed=()):
+            asked.append((list(fidelity), [len(c) for c in curves]))
+            return perf.predict(configs, task_features, curves, fidelity, observed)
+
+    for horizon, expected in (("final", lambda done: 8), ("next", lambda done: done + 1)):
+        asked.clear()
+        run_tuning(Transfer(SPACE, evaluator.configs(), Recording(), features, horizon=horizon), evaluator, Budget(4))
+        assert len(asked) == 4 and max(max(done) for _, done in asked) >= 1
+        for fidelity, done in asked:
+            assert fidelity == [expected(d) for d in done]
+    with pytest.raises(ValueError, match="horizon must be 'final' or 'next'"):
+        Transfer(SPACE, evaluator.configs(), perf, features, horizon="last")
 
 
 def test_seconds_budget_overspends_by_at_most_one_step(task):

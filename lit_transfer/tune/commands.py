@@ -89,7 +89,7 @@ def tune(
     data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0, max_length: int = 256,
-    on_step: Callable[[Step], None] | None = None,
+    horizon: str = "final", on_step: Callable[[Step], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter."""
@@ -103,7 +103,7 @@ def tune(
     features = task_features_of(data, base_model, max_length)
     optimizer = build_method(
         method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
-        lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition,
+        lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
     )  # fmt: skip
     evaluator = FinetuneEvaluator(data, base_model, out, search_space.max_epochs, max_length=max_length, seed=seed)
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ class EvaluationPlan:
         budget_epochs: tuning budget per task, in epochs (trial steps).
         tasks: tasks held out (default: all).
         acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ucb``).
+        horizon: the epoch the surrogate methods score a candidate at (``final`` or ``next``).
         quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
         dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
         perf_config: YAML the performance surrogate of each fold is meta-trained with.
@@ -61,6 +62,7 @@ class EvaluationPlan:
     budget_epochs: int = 64
     tasks: list[str] | None = None
     acquisition: str = "ei"
+    horizon: str = "final"
     quicktune_refit_steps: int = 20
     dyhpo_refit_steps: int = 30
     perf_config: str = str(ROOT / "configs/surrogate/perf_dkgp.yaml")
@@ -122,7 +124,7 @@ def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> d
             for seed in plan.seeds:
                 optimizer = build_method(
                     method, SearchSpace.from_yaml(plan.space), evaluator.configs(), task_features[task], surrogates,
-                    plan.metadataset, exclude_task=task, seed=seed, acquisition=plan.acquisition,
+                    plan.metadataset, exclude_task=task, seed=seed, acquisition=plan.acquisition, horizon=plan.horizon,
                     quicktune_refit_steps=plan.quicktune_refit_steps, dyhpo_refit_steps=plan.dyhpo_refit_steps,
                 )  # fmt: skip
                 state = out / "states" / task / f"{method}-{seed}.json"

@@ -32,6 +32,7 @@ def build_method(
     exclude_task: str | None = None,
     seed: int = 0,
     acquisition: str = "ei",
+    horizon: str = "final",
     quicktune_refit_steps: int = 20,
     dyhpo_refit_steps: int = 30,
 ) -> Optimizer:
@@ -41,7 +42,10 @@ def build_method(
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     if name in ("transfer", "quicktune", "dyhpo"):
         perf, cost = surrogates()
-        common = {"perf": perf, "cost": cost, "task_features": task_features, "acquisition": acquisition, "seed": seed}
+        common = {
+            "perf": perf, "cost": cost, "task_features": task_features, "acquisition": acquisition,
+            "horizon": horizon, "seed": seed,
+        }  # fmt: skip
         if name == "transfer":
             return Transfer(space, candidates, **common)
         if name == "quicktune":
