@@ -208,3 +208,15 @@ def test_eval_surrogates_json(synthetic_metadataset):
     assert [r["task"] for r in summary["per_task"]] == ["t0", "t3"]
     assert all(keys <= set(r) for r in summary["per_task"])
     assert 0.0 <= summary["coverage_95"] <= 1.0
+
+
+def test_a_freshly_trained_surrogate_can_be_copied(synthetic_metadataset):
+    """QuickTune deep-copies the surrogate it is given; right after meta-training that must work (the GP must not
+    hold the last batch's features with their autograd graph)."""
+    import copy
+
+    L.seed_everything(0, verbose=False)
+    perf = fit(PerformanceSurrogate(), MetaDataModule(synthetic_metadataset, batch_size=64), {"max_epochs": 1})
+    runs, features = _runs(synthetic_metadataset, "t3")
+    configs = [r.config for r in runs[:4]]
+    np.testing.assert_array_equal(copy.deepcopy(perf).predict(configs, features)[0], perf.predict(configs, features)[0])

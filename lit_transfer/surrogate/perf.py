@@ -109,6 +109,11 @@ class PerformanceSurrogate(SurrogateModule):
             lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
         )  # fmt: skip
 
+    def on_train_end(self) -> None:
+        """The GP keeps the last training batch's features (and their graph, which cannot be deep-copied, as
+        QuickTune copies the surrogate); a new task brings its own."""
+        self.gp.train_inputs, self.gp.train_targets = None, None
+
     def features(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The GP's input features and the task level the GP's output is added to."""
         fidelity = batch["fidelity"].to(self.device)
