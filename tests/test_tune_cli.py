@@ -101,3 +101,24 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     assert 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_config.json").exists()
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_the_readme_demo_tunes_a_new_task_with_the_shipped_assets(tmp_path):
+    """The main job as the README runs it (a shorter budget): a new yes/no task, the shipped base model,
+    meta-dataset and pretrained surrogates, real trials, a tested choice."""
+    written = run_cli("metadata", "tasks", "--out", str(tmp_path / "tasks"), "--tasks", "[yes_no]", "--seed", "1")
+    assert written.returncode == 0, written.stderr[-3000:]
+    assert (tmp_path / "tasks" / "yes_no" / "test.jsonl").exists()
+    bad = run_cli("metadata", "tasks", "--out", str(tmp_path / "x"), "--tasks", "[poetry]")
+    assert bad.returncode != 0 and "unknown task(s) poetry" in bad.stderr
+    out = tmp_path / "tune"
+    result = run_cli(
+        "tune", "--config", str(REPO / "configs/tune/demo.yaml"), "--data", str(tmp_path / "tasks" / "yes_no"),
+        "--budget", "3", "--budget_unit", "epochs", "--out", str(out), "--candidates", "64",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len([line for line in result.stdout.splitlines() if line.startswith("spent")]) == 3  # one per step
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["steps"] == 3 and 0.0 <= summary["test"]["test/acc"] <= 1.0
+    assert (Path(summary["adapter"]) / "adapter_model.safetensors").exists()
