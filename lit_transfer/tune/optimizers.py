@@ -199,13 +199,12 @@ class SurrogateOptimizer(Optimizer):
         super().__init__(space, candidates, **kwargs)
         if acquisition not in ("ei", "cost_ei", "ucb"):
             raise ValueError(f"acquisition must be 'ei', 'cost_ei' or 'ucb', got {acquisition!r}")
-        if horizon not in ("final", "next"):
-            raise ValueError(f"horizon must be 'final' or 'next', got {horizon!r}")
-        self.horizon = horizon
         if acquisition == "cost_ei" and cost is None:
             raise ValueError("acquisition 'cost_ei' needs a cost surrogate")
+        if horizon not in ("final", "next"):
+            raise ValueError(f"horizon must be 'final' or 'next', got {horizon!r}")
         self.perf, self.cost, self.task_features = perf, cost, dict(task_features)
-        self.acquisition, self.cost_power, self.beta = acquisition, cost_power, beta
+        self.acquisition, self.cost_power, self.beta, self.horizon = acquisition, cost_power, beta, horizon
 
     def scores(self, pool: list[dict[str, Any]]) -> np.ndarray:
         curves = [self.observed.get(PipelineConfig(c).key(), (c, []))[1] for c in pool]
