@@ -168,6 +168,7 @@ def tune(
 
     from lit_transfer.tune.commands import resolve_path
     from lit_transfer.tune.commands import tune as run_tune
+    from lit_transfer.tune.finetuning import trial_id
 
     _quiet_trials()
 
@@ -178,7 +179,8 @@ def tune(
         writer.add_scalar("tune/value", step.value, global_step=round(step.spent))
         writer.flush()
         done = f"spent {step.spent:8.1f} {budget_unit}"
-        print(f"{done}: epoch {step.fidelity} -> {step.value:.3f}, best {step.incumbent:.3f}")
+        trial = f"trial {trial_id(step.config_key)} epoch {step.fidelity}"
+        print(f"{done}: {trial} -> {step.value:.3f}, best {step.incumbent:.3f}")
 
     from lit_transfer.tune.loop import parse_duration
 

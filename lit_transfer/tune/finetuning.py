@@ -21,6 +21,11 @@ from lit_transfer.space import PipelineConfig
 from lit_transfer.tune.optimizers import Trial
 
 
+def trial_id(config_key: str) -> str:
+    """A config's short name: its trial folder's, and what progress lines show."""
+    return hashlib.sha1(config_key.encode()).hexdigest()[:12]
+
+
 class FinetuneEvaluator:
     """Trains trials with ``FinetuneModule`` / ``QADataModule`` under a Lightning ``Trainer``.
 
@@ -44,7 +49,7 @@ class FinetuneEvaluator:
         self.accelerator, self.seed, self.metric = accelerator, seed, metric
 
     def folder(self, config: dict[str, Any]) -> Path:
-        return self.root / "trials" / hashlib.sha1(PipelineConfig(config).key().encode()).hexdigest()[:12]
+        return self.root / "trials" / trial_id(PipelineConfig(config).key())
 
     def _parts(self, config: dict[str, Any], fidelity: int, folder: Path) -> tuple[Any, Any, Any]:
         import lightning as L
