@@ -81,6 +81,8 @@ def main() -> None:
     after = load_state(state).history
     trained = [(s.config_key, s.fidelity) for s in after]
     chosen = json.loads((out / "tune" / "result.json").read_text())
+    if chosen["config"] is None:
+        sys.exit(f"tune chose nothing: {chosen['message']} (raise --budget)")
 
     space = SearchSpace.from_yaml()
     default = FinetuneEvaluator(
