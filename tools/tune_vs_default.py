@@ -30,6 +30,7 @@ from lit_transfer.tune.loop import load_state
 from lit_transfer.tune.optimizers import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the environment every tune run gets
 
 
 def tune_command(data: Path, out: Path, budget: float, seed: int, max_length: int) -> list[str]:
@@ -42,9 +43,8 @@ def tune_command(data: Path, out: Path, budget: float, seed: int, max_length: in
 
 def tune_with_a_kill(command: list[str], state: Path, kill_at: float, log: Path) -> int:
     """Run ``command`` until its state has spent ``kill_at`` seconds, SIGKILL it, and return the steps it kept."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(command, env=OFFLINE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         while not (state.exists() and load_state(state).spent >= kill_at):
             if process.poll() is not None:
                 raise RuntimeError(f"tune ended before the kill (exit {process.returncode}); see {log}")
@@ -76,7 +76,7 @@ def main() -> None:
         tune_with_a_kill(command, state, args.kill_fraction * args.budget, out / "tune_killed.log")
         before = load_state(state).history
     with open(out / "tune.log", "w") as log:
-        subprocess.run(command, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log, stderr=subprocess.STDOUT,
+        subprocess.run(command, env=OFFLINE, stdout=log, stderr=subprocess.STDOUT,
                        check=True)  # fmt: skip
     after = load_state(state).history
     trained = [(s.config_key, s.fidelity) for s in after]
