@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as json_module
 import sys
+from typing import Literal
 
 from jsonargparse import CLI
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -16,7 +17,7 @@ from lightning.pytorch.cli import LightningCLI
 from lit_transfer.metadataset.build import BuildPlan, build
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, MetaDatasetError
 from lit_transfer.metadataset.summary import format_table, summarize
-from lit_transfer.metadataset.tasks import select_tasks, write_tasks
+from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.tune.evaluate import EvaluationPlan
 
@@ -54,16 +55,21 @@ def metadata_build(plan: BuildPlan, progress: bool = True) -> None:
     print(f"{plan.out}: {len(store)} runs")
 
 
-def metadata_tasks(out: str, tasks: list[str] | None = None, seed: int = 0, world_seed: int = 0) -> None:
-    """Write the synthetic QA task suite (one folder of train/validation/test JSONL per task).
+def metadata_tasks(
+    out: str, suite: Literal["v1", "v2"] = "v1", tasks: list[str] | None = None, seed: int | None = None,
+    world_seed: int = 0,
+) -> None:  # fmt: skip
+    """Write a synthetic QA task suite (one folder of train/validation/test JSONL per task).
 
     Args:
         out: folder to write into.
-        tasks: task names (default: all eight), e.g. ``--tasks [yes_no,counting]``.
-        seed: seed that draws the examples; the shipped meta-dataset used 0, so any other seed gives new tasks.
-        world_seed: seed of the generated world the tasks ask about (the shipped base model knows world 0).
+        suite: ``v1`` (8 tasks, the first meta-dataset) or ``v2`` (32 tasks of 14 families).
+        tasks: task names (default: all of the suite), e.g. ``--tasks [yes_no,counting]``.
+        seed: seed that draws the examples (default: each task's own, as in the meta-dataset); any other seed gives
+            new tasks of the same families, levels and sizes, which no recorded run has seen.
+        world_seed: seed of the generated world the tasks ask about (the shipped base models know world 0).
     """
-    for path in write_tasks(out, select_tasks(tasks, seed), world_seed=world_seed):
+    for path in write_tasks(out, select_tasks(tasks, seed, suite), world=suite_world(suite, world_seed)):
         print(path)
 
 
@@ -144,7 +150,7 @@ def _quiet_trials() -> None:
 def tune(
     data: str, budget: str | float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
-    candidates: int = 1000, seed: int = 0, max_length: int = 256, horizon: str = "final",
+    candidates: int = 1000, seed: int = 0, horizon: str = "final",
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -161,7 +167,6 @@ def tune(
         out: folder for trials, state, TensorBoard logs and result.json.
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the method and of training.
-        max_length: token limit of one example.
         horizon: final | next: the epoch surrogate methods score a candidate at.
     """
     from torch.utils.tensorboard import SummaryWriter
@@ -187,7 +192,7 @@ def tune(
     amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
     result = run_tune(
         data, amount, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
-        seed=seed, max_length=max_length, horizon=horizon, on_step=on_step,
+        seed=seed, horizon=horizon, on_step=on_step,
     )  # fmt: skip
     writer.close()
     print(json_module.dumps(result, indent=2, default=str))

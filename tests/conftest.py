@@ -41,7 +41,7 @@ def write_synthetic_metadataset(
     what surrogates must recover."""
     import math
 
-    from lit_transfer.metadataset.build import TASK_FEATURES
+    from lit_transfer.metadataset.features import TASK_FEATURES
     from lit_transfer.metadataset.store import MetaDataset, RunRecord
     from lit_transfer.space import SearchSpace
 

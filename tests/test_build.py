@@ -7,7 +7,8 @@ import time
 import pytest
 import yaml
 
-from lit_transfer.metadataset.build import BuildPlan, Trial, build, run_trial
+from lit_transfer.finetune.run import RunError, RunSettings
+from lit_transfer.metadataset.build import BuildPlan, PlannedRun, build, run_planned
 from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.metadataset.summary import summarize
 from lit_transfer.metadataset.tasks import TaskSpec
@@ -34,7 +35,7 @@ def space(tmp_path):
 def _plan(tmp_path, tiny_model, space, configs=3) -> dict:
     return {
         "out": str(tmp_path / "meta.sqlite"), "base_model": tiny_model, "tasks_dir": str(tmp_path / "tasks"),
-        "tasks": TASKS, "space": space, "configs_per_task": configs, "workers": 2, "max_length": 96,
+        "tasks": TASKS, "space": space, "shared_configs": configs, "workers": 2, "max_length": 96,
         "eval_batch_size": 8,
     }  # fmt: skip
 
@@ -63,13 +64,24 @@ def test_build_runs_every_task_and_config_to_max_fidelity(tmp_path, tiny_model, 
     assert len(again) == 6
 
 
-def test_a_failing_trial_is_recorded_with_its_message(tmp_path, tiny_model):
+def test_an_error_that_is_not_the_runs_outcome_is_raised_not_recorded(tmp_path, tiny_model):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "train.jsonl").write_text('{"question": "q", "answer": "a"}\n')
-    trial = Trial("broken", str(tmp_path / "broken"), {"batch_size": 8, "lora_rank": 4}, 0, tiny_model, 2, 64, 8)
-    record = run_trial(trial)
-    assert record.status == "failed"
-    assert "no 'validation' split" in record.message and record.curve == []
+    settings = RunSettings(tiny_model, max_epochs=2, max_length=64, eval_batch_size=8)
+    run = PlannedRun("broken", str(tmp_path / "broken"), {"batch_size": 8, "lora_rank": 4}, settings)
+    with pytest.raises(RunError, match="no 'validation' split"):
+        run_planned(run)
+
+
+def test_shared_and_own_configs(tmp_path, tiny_model, space):
+    plan = BuildPlan(**{**_plan(tmp_path, tiny_model, space, configs=3), "own_configs": 2,
+                        "tasks": [TaskSpec(**t, seed=i) for i, t in enumerate(TASKS)]})  # fmt: skip
+    specs = plan.task_specs()
+    shared = [c.key() for c in plan.configs()]
+    own = [[c.key() for c in plan.own(spec)] for spec in specs]
+    assert shared[0] == plan.search_space().default().key() and len(set(shared)) == 3
+    assert len(own[0]) == 2 and not set(own[0]) & set(own[1]) and not set(own[0]) & set(shared)
+    assert own[0] == [c.key() for c in plan.own(specs[0])]  # the task's seed decides its own configs
 
 
 @pytest.mark.slow

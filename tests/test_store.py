@@ -102,7 +102,7 @@ def test_bad_records_are_refused(store):
 def test_corrupt_or_foreign_files_give_clear_errors(tmp_path):
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(MetaDatasetError, match="not a readable SQLite meta-dataset"):
+    with pytest.raises(MetaDatasetError, match="not an SQLite meta-dataset"):
         MetaDataset(garbage)
     foreign = tmp_path / "foreign.sqlite"
     with sqlite3.connect(foreign) as conn:
@@ -118,6 +118,38 @@ def test_newer_schema_is_refused(store, tmp_path):
     store.close()
     with pytest.raises(MetaDatasetError, match="schema version 99"):
         MetaDataset(tmp_path / "meta.sqlite")
+
+
+def test_a_bad_schema_version_or_a_folder_is_refused_clearly(store, tmp_path):
+    store.conn.execute("UPDATE meta SET value='abc' WHERE key='schema_version'")
+    store.close()
+    with pytest.raises(MetaDatasetError, match="schema version abc"):
+        MetaDataset(tmp_path / "meta.sqlite")
+    with pytest.raises(MetaDatasetError, match="a folder, not a meta-dataset file"):
+        MetaDataset(tmp_path)
+
+
+def test_a_meta_dataset_in_a_read_only_folder_opens_read_only(store, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import stat
+
+    runs = [(r.task, r.config_key, r.curve) for r in store.runs()]
+    store.close()
+    folder = tmp_path / "installed"
+    folder.mkdir()
+    shutil.copy(tmp_path / "meta.sqlite", folder / "meta.sqlite")
+    os.chmod(folder / "meta.sqlite", stat.S_IRUSR)
+    os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
+    if os.geteuid() == 0:  # root may write anywhere; see the folder as an ordinary user would
+        monkeypatch.setattr(os, "access", lambda path, mode: mode == os.R_OK)
+    try:
+        with MetaDataset(folder / "meta.sqlite") as copy:
+            assert copy.readonly and [(r.task, r.config_key, r.curve) for r in copy.runs()] == runs
+            assert copy.tasks()
+        assert sorted(p.name for p in folder.iterdir()) == ["meta.sqlite"]  # no WAL or lock files made
+    finally:
+        os.chmod(folder, stat.S_IRWXU)
 
 
 def test_readers_see_committed_runs_while_a_writer_is_open(store, tmp_path):

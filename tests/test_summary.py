@@ -56,4 +56,4 @@ def test_summary_of_a_foreign_file_is_a_clear_error(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "lit_transfer", "metadata", "summary", str(bad)], capture_output=True, text=True
     )
-    assert result.returncode != 0 and "not a readable SQLite meta-dataset" in result.stderr
+    assert result.returncode != 0 and "not an SQLite meta-dataset" in result.stderr

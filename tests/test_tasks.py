@@ -4,7 +4,15 @@ import re
 import pytest
 
 from lit_transfer.finetune.data import read_jsonl
-from lit_transfer.metadataset.tasks import DEFAULT_TASKS, FAMILIES, TaskSpec, select_tasks, write_tasks
+from lit_transfer.metadataset.tasks import (
+    DEFAULT_TASKS,
+    FAMILIES,
+    SUITE_V2,
+    TaskSpec,
+    select_tasks,
+    suite_world,
+    write_tasks,
+)
 from lit_transfer.metadataset.world import World
 
 
@@ -15,6 +23,11 @@ def _name(question: str) -> str:
 @pytest.fixture(scope="module")
 def world():
     return World(seed=0)
+
+
+@pytest.fixture(scope="module")
+def world_v2():
+    return suite_world("v2")
 
 
 def test_world_is_deterministic():
@@ -58,22 +71,83 @@ def test_splits_ask_about_different_people(world):
     assert not names["train"] & names["validation"] and not names["train"] & names["test"]
 
 
-def test_suite_covers_eight_families_with_different_sizes(tmp_path):
-    assert len({s.family for s in DEFAULT_TASKS}) == len(FAMILIES) >= 8
+def test_suite_v1_covers_eight_families_with_different_sizes(tmp_path):
+    assert len({s.family for s in DEFAULT_TASKS}) == 8
     assert len({s.train for s in DEFAULT_TASKS}) >= 4
     paths = write_tasks(tmp_path, DEFAULT_TASKS[:2])
     assert json.loads((paths[1] / "train.jsonl").read_text().splitlines()[0])["context"]
 
 
+def test_suite_v2_is_broad():
+    """>= 32 tasks of >= 12 families (every family), sizes spanning 8x, 256 validation and test examples."""
+    assert len(SUITE_V2) >= 32 and len({s.name for s in SUITE_V2}) == len(SUITE_V2)
+    assert {s.family for s in SUITE_V2} == set(FAMILIES) and len(FAMILIES) >= 12
+    assert max(s.train for s in SUITE_V2) >= 8 * min(s.train for s in SUITE_V2)
+    assert all(s.validation >= 256 and s.test >= 256 for s in SUITE_V2)
+    assert all(s.name.startswith(s.family + "-") for s in SUITE_V2)  # names show family and variant
+    assert len({s.seed for s in SUITE_V2}) == len(SUITE_V2)
+
+
+@pytest.mark.parametrize("spec", SUITE_V2, ids=lambda s: s.name)
+def test_v2_tasks_are_deterministic_and_valid(world_v2, spec, tmp_path):
+    first = spec.generate(world_v2)
+    assert first == spec.generate(world_v2)
+    assert [len(first[s]) for s in ("train", "validation", "test")] == [spec.train, spec.validation, spec.test]
+    folder = spec.write(world_v2, tmp_path / spec.name)
+    for split in ("train", "validation", "test"):
+        assert all(e.answer.strip() for e in read_jsonl(folder / f"{split}.jsonl"))
+    answers = {r["answer"] for r in first["train"]}
+    assert len(answers) >= 2  # never one answer for everything
+
+
+def test_new_families_answer_right(world_v2):
+    """Each new family's answers checked on known inputs from the world."""
+    by_name = {p.name: p for p in world_v2.people}
+    for row in TaskSpec("m", "multiple_choice", train=60, validation=1, test=1, level=2).generate(world_v2)["train"]:
+        person = by_name[_name(row["question"])]
+        options = dict(o.split(") ") for o in re.findall(r"[A-E]\) [A-Za-z]+", row["context"]))
+        truth = person.city if "live" in row["question"] else person.employer
+        assert options[row["answer"]] == truth
+    for row in TaskSpec("e", "entity_type", train=60, validation=1, test=1).generate(world_v2)["train"]:
+        name = row["question"].removeprefix("Is ").split(" a person")[0]
+        kind = "person" if name in by_name else "place" if name in world_v2.city_country else "company"
+        assert row["answer"] == kind
+    for row in TaskSpec("n", "negation", train=60, validation=1, test=1).generate(world_v2)["train"]:
+        person = by_name[_name(row["question"])]
+        a, b = re.match(r"Which of (\w+) or (\w+) is not", row["question"]).groups()
+        assert row["answer"] in (a, b) and row["answer"] not in (person.pet, person.colour, person.occupation)
+    for row in TaskSpec("n2", "negation", train=60, validation=1, test=1, level=2).generate(world_v2)["train"]:
+        person = by_name[_name(row["question"])]
+        claim = row["question"].rstrip("?").split()[-1]
+        true = claim in (person.city, person.pet, person.occupation)
+        assert row["answer"] == ("no" if true else "yes")
+    for row in TaskSpec("s", "sentence", train=20, validation=1, test=1, level=2).generate(world_v2)["train"]:
+        p = by_name[row["question"].removeprefix("Describe ").split(" in one")[0]]
+        assert row["answer"] == f"{p.name} is a {p.occupation} who lives in {p.city} and keeps a {p.pet}."
+    for row in TaskSpec("l", "list_order", train=60, validation=1, test=1, level=2).generate(world_v2)["train"]:
+        if row["question"].startswith("Sort"):
+            numbers = [int(x) for x in re.findall(r"\d+", row["question"])]
+            assert row["answer"] == ", ".join(map(str, sorted(numbers)))
+    for row in TaskSpec("w", "word_edit", train=60, validation=1, test=1).generate(world_v2)["train"]:
+        old, new, word = re.match(r"Replace every (\w) with (\w) in (\w+)\.", row["question"]).groups()
+        assert row["answer"] == word.replace(old, new)
+    for row in TaskSpec("a", "arithmetic", train=60, validation=1, test=1, level=3).generate(world_v2)["train"]:
+        a, b = map(int, re.findall(r"\d+", row["question"]))
+        assert int(row["answer"]) == a * b
+
+
 def test_bad_task_specs(world):
     with pytest.raises(ValueError, match="unknown task family"):
         TaskSpec("x", "poetry").generate(world)
+    with pytest.raises(ValueError, match="levels 1..2"):
+        TaskSpec("x", "yes_no", level=3).generate(world)
     with pytest.raises(ValueError, match="needs 2000 examples"):
         TaskSpec("x", "arithmetic", train=1800, validation=100, test=100).generate(world)
 
 
 def test_select_tasks_by_name_with_a_new_seed(world):
     (spec,) = select_tasks(["yes_no"], seed=3)
+    assert select_tasks(["yes_no"])[0].seed == 0  # without a seed: the task as recorded
     shipped = next(s for s in DEFAULT_TASKS if s.name == "yes_no")
     assert (spec.family, spec.train, spec.seed) == (shipped.family, shipped.train, 3)
     # another seed: the same family and sizes, other examples

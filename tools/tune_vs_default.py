@@ -24,7 +24,7 @@ from pathlib import Path
 from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.metadataset.tasks import select_tasks, write_tasks
 from lit_transfer.space import PipelineConfig, SearchSpace
-from lit_transfer.tune.commands import meta_base_model
+from lit_transfer.tune.commands import experience_settings
 from lit_transfer.tune.finetuning import FinetuneEvaluator
 from lit_transfer.tune.loop import load_state
 from lit_transfer.tune.optimizers import Trial
@@ -33,11 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the environment every tune run gets
 
 
-def tune_command(data: Path, out: Path, budget: float, seed: int, max_length: int) -> list[str]:
+def tune_command(data: Path, out: Path, budget: float, seed: int) -> list[str]:
     return [
         sys.executable, "-m", "lit_transfer", "tune", "--config", str(ROOT / "configs/tune/transfer.yaml"),
         "--data", str(data), "--budget", str(budget), "--out", str(out), "--seed", str(seed),
-        "--max_length", str(max_length),
     ]  # fmt: skip
 
 
@@ -61,7 +60,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed drawing the task's examples (not 0)")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training for tune")
     parser.add_argument("--kill_fraction", type=float, default=0.5, help="share of the budget spent at the kill")
-    parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--out", default="runs/tune_vs_default")
     args = parser.parse_args()
     if args.seed == 0:
@@ -69,7 +67,7 @@ def main() -> None:
 
     out = Path(args.out) / f"{args.task}-seed{args.seed}"
     (data,) = write_tasks(out / "tasks", select_tasks([args.task], args.seed))
-    command = tune_command(data, out / "tune", args.budget, args.seed, args.max_length)
+    command = tune_command(data, out / "tune", args.budget, args.seed)
     state = out / "tune" / "state.json"
     before = load_state(state).history if state.exists() else []
     if not before:
@@ -85,10 +83,8 @@ def main() -> None:
         sys.exit(f"tune chose nothing: {chosen['message']} (raise --budget)")
 
     space = SearchSpace.from_yaml()
-    default = FinetuneEvaluator(
-        str(data), meta_base_model(SHIPPED_METADATASET), str(out / "default"), space.max_epochs,
-        max_length=args.max_length, seed=args.seed,
-    )  # fmt: skip
+    settings = experience_settings(SHIPPED_METADATASET, space, seed=args.seed)
+    default = FinetuneEvaluator(str(data), settings, str(out / "default"))
     default_config = dict(space.default().values)
     default.run(Trial(default_config, chosen["epochs"]))
     default_test = default.test(default_config)

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import lightning as L
@@ -63,7 +64,8 @@ class AdapterCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` for adapter finetuning (the module must keep its ``PeftModel`` in ``.model``).
 
     Defaults: the best checkpoint by ``val/acc`` as ``best.ckpt`` plus ``last.ckpt``, each overwritten in place
-    (atomically) rather than versioned.
+    (atomically) rather than versioned. Ties on the monitored metric (every epoch at accuracy 0 is common on hard
+    tasks) are broken by ``tie_breaker`` (lower validation loss), so "best" is never an untrained epoch by accident.
     """
 
     def __init__(
@@ -75,8 +77,11 @@ class AdapterCheckpoint(ModelCheckpoint):
         save_last: bool = True,
         save_top_k: int = 1,
         every_n_epochs: int | None = None,
+        tie_breaker: str | None = "val/loss",
     ) -> None:
         self._adapter_state: dict = {}
+        self.tie_breaker = tie_breaker
+        self.best_tie_value: float | None = None
         super().__init__(
             dirpath=dirpath,
             filename=filename,
@@ -88,6 +93,33 @@ class AdapterCheckpoint(ModelCheckpoint):
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if super().check_monitor_top_k(trainer, current):
+            return True
+        if current is None or self.tie_breaker is None or self.save_top_k != 1 or not self.best_k_models:
+            return False
+        best = self.best_k_models[self.kth_best_model_path]
+        value = trainer.callback_metrics.get(self.tie_breaker)
+        better = (
+            bool(current.float() == best.float())
+            and value is not None
+            and self.best_tie_value is not None
+            and float(value) < self.best_tie_value  # the tie-breaker is a loss: lower is better
+        )
+        return trainer.strategy.reduce_boolean_decision(better)
+
+    def _update_best_and_save(self, current: torch.Tensor, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        value = monitor_candidates.get(self.tie_breaker) if self.tie_breaker else None
+        self.best_tie_value = None if value is None else float(value)
+        super()._update_best_and_save(current, trainer, monitor_candidates)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best_tie_value": self.best_tie_value}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.best_tie_value = state_dict.get("best_tie_value")
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # the strategy has gathered the weights into the checkpoint (under FSDP on rank 0 only); keep the adapter's
@@ -105,9 +137,11 @@ class AdapterCheckpoint(ModelCheckpoint):
         self._last_global_step_saved = trainer.global_step
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        tmp = f"{filepath}.tmp"
+        tmp = f"{filepath}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # unique: never shared with another writer
         super()._save_checkpoint(trainer, tmp)
         if trainer.is_global_zero:
+            with open(tmp, "rb") as f:  # durable before it replaces the previous checkpoint
+                os.fsync(f.fileno())
             os.replace(tmp, filepath)
             save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath), self._adapter_state)
         self._last_checkpoint_saved = filepath

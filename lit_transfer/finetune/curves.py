@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,27 +18,16 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lit_transfer.io import write_json_atomic
+
 CURVE_METRICS = ("val/loss", "val/acc", "val/token_acc")
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_curve(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a curve file ({err.msg})") from None
 
 
 class LearningCurve(Callback):
@@ -64,6 +51,7 @@ class LearningCurve(Callback):
         self.padding_tokens = 0
         self._started = time.perf_counter()
         self._losses: list[float] = []
+        self._fitting = False  # set once the run (and any checkpoint it continues from) is set up
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -110,6 +98,7 @@ class LearningCurve(Callback):
 
     # ---------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fitting = True
         self._started = time.perf_counter()
         self.status, self.message = "running", None
         has_zero_shot = any(p["fidelity"] == 0 for p in self.points)
@@ -161,6 +150,10 @@ class LearningCurve(Callback):
         self.write(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Before the run was set up (e.g. its checkpoint could not be read) this callback holds none of the points
+        # recorded so far: writing would replace them with an empty curve. The error is reported, not recorded.
+        if not self._fitting:
+            return
         self.status = "oom" if isinstance(exception, torch.OutOfMemoryError) else "failed"
         self.message = f"{type(exception).__name__}: {exception}"
         self.write(trainer)

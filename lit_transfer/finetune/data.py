@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import PreTrainedTokenizerBase
 
+from lit_transfer.finetune import warm
 from lit_transfer.finetune.models import load_tokenizer
 
 IGNORE_INDEX = -100
@@ -239,15 +240,33 @@ class QADataModule(L.LightningDataModule):
         if self.splits:
             return
         self.tokenizer = self._resolve_tokenizer()
-        formatter = PromptFormatter(self.tokenizer)
-        for split in SPLITS:
-            examples = load_split(self.data, split)
-            if examples is not None:
-                self.splits[split] = [encode(e, formatter, self.max_length) for e in examples]
+        self.splits = warm.task(self._task_key(), self._tokenize)
         needed = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
         for split in needed.get(stage or "fit", ()):
             if split not in self.splits:
                 raise DatasetError(f"{self.data}: no {split!r} split, which stage {stage!r} needs")
+
+    def _tokenize(self) -> dict[str, list[dict[str, list[int]]]]:
+        formatter = PromptFormatter(self.tokenizer)
+        splits = {}
+        for split in SPLITS:
+            examples = load_split(self.data, split)
+            if examples is not None:
+                splits[split] = [encode(e, formatter, self.max_length) for e in examples]
+        return splits
+
+    def _task_key(self) -> tuple:
+        """What the tokenized splits depend on: the files (with size and modification time), the tokenizer and the
+        length limit; a changed file is tokenized again."""
+        path = Path(self.data)
+        files = (
+            tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.glob("*")))
+            if path.is_dir()
+            else ()
+        )
+        tok = self.tokenizer
+        return ("task", str(path.resolve()) if path.exists() else self.data, files, tok.name_or_path,
+                getattr(tok, "chat_template", None), len(tok), self.max_length)  # fmt: skip
 
     def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
         sampler = None

@@ -22,6 +22,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from lit_transfer.finetune import warm
+
 Quantization = Literal["none", "nf4"]
 
 # Phi-3's own chat template: the tiny tokenizers carry it so tests exercise the chat-template prompt path.
@@ -55,7 +57,11 @@ def _dtype(name: str) -> torch.dtype | str:
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """Load a tokenizer and make sure it can pad (decoder-only tokenizers often cannot out of the box)."""
+    """Load a tokenizer (once per process) and make sure it can pad (decoder-only tokenizers often cannot)."""
+    return warm.tokenizer(("tokenizer", str(name_or_path)), lambda: _load_tokenizer(name_or_path))
+
+
+def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
@@ -68,7 +74,19 @@ def load_causal_lm(
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
 ) -> PreTrainedModel:
-    """Load a causal LM; with ``quantization="nf4"`` the base weights are 4-bit NF4 (QLoRA) via bitsandbytes."""
+    """Load a causal LM; with ``quantization="nf4"`` the base weights are 4-bit NF4 (QLoRA) via bitsandbytes.
+
+    Unquantized models are read from disk once per process and copied for each run (``warm``); NF4 weights are
+    loaded each time, as bitsandbytes' quantized tensors are not meant to be deep-copied."""
+    if quantization == "none":
+        key = ("model", str(name_or_path), dtype, attn_implementation)
+        return warm.model(key, lambda: _load_causal_lm(name_or_path, quantization, dtype, attn_implementation))
+    return _load_causal_lm(name_or_path, quantization, dtype, attn_implementation)
+
+
+def _load_causal_lm(
+    name_or_path: str, quantization: Quantization, dtype: str, attn_implementation: str
+) -> PreTrainedModel:
     kwargs: dict = {"dtype": _dtype(dtype), "attn_implementation": attn_implementation}
     if quantization == "nf4":
         compute = _dtype(dtype)

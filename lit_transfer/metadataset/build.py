@@ -1,48 +1,57 @@
-"""Build a meta-dataset: every task x the same set of pipeline configs, each trained to the maximum fidelity.
+"""Build a meta-dataset: every task x its pipeline configs, each trained to the maximum fidelity.
+
+Each task runs a shared core of configs (the default among them; the same on every task, so tasks can be compared)
+and configs of its own (sampled with the task's seed, so no method knows a candidate's exact results on other
+tasks in advance). Every run goes through the one run path (``lit_transfer.finetune.run``), in worker processes
+that stay warm (base model and tokenized task kept between runs).
 
 Resumable by construction: a run is written to the store (with its whole curve, in one transaction) only when it
-has ended, and the builder skips runs the store already has. So a build killed at any moment loses only the
-runs in flight and, rerun, redoes exactly those. Trials run in worker processes (``concurrent.futures``); an
-error inside a trial, an out-of-memory or a NaN loss becomes a recorded failure, and a worker that dies outright
-is replaced and its trial retried once before it is recorded as failed.
+has ended, and the builder skips runs the store already has. So a build killed at any moment loses only the runs
+in flight and, rerun, redoes exactly those. A NaN loss or an out-of-memory is the run's own outcome and is
+recorded; any other error (I/O, our code) is not a result: the run is retried once, then the build stops with the
+error, and the same command continues after the cause is fixed. A worker that dies outright is replaced and its
+run retried once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import tempfile
-import traceback
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lit_transfer.finetune.run import RunError, RunSettings
+from lit_transfer.io import FolderLock
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
-from lit_transfer.metadataset.tasks import DEFAULT_TASKS, TaskSpec
+from lit_transfer.metadataset.tasks import SUITES, TaskSpec, suite_world
 from lit_transfer.metadataset.world import World
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 
 
+class BuildError(RuntimeError):
+    """The build stopped on an error that is not a run's outcome; rerun the same command once it is fixed."""
+
+
 @dataclass(frozen=True)
-class Trial:
+class PlannedRun:
+    """One (task, config, seed) of the plan, with everything the run path needs."""
+
     task: str
     data: str
     config: dict[str, Any]
-    seed: int
-    base_model: str
-    max_epochs: int
-    max_length: int
-    eval_batch_size: int
+    settings: RunSettings
 
-    def record(self, status: str, message: str | None = None, **measured: Any) -> RunRecord:
-        """The run record of this trial, with whatever was measured (curve, seconds, tokens, device)."""
+    def record(self, curve: dict[str, Any]) -> RunRecord:
+        """The run record of a finished run from its ``curve.json``."""
+        cost = curve["cost"]
         return RunRecord(
-            task=self.task, config=self.config, seed=self.seed, base_model=self.base_model,
-            max_epochs=self.max_epochs, status=status, message=message, versions=versions(), **measured,
+            task=self.task, config=self.config, seed=self.settings.seed, base_model=self.settings.base_model,
+            max_epochs=self.settings.max_epochs, status=curve["status"], message=curve["message"],
+            curve=curve["points"], seconds=cost["seconds"], tokens=cost["tokens"], device=cost["device"],
+            versions=versions(),
         )  # fmt: skip
 
 
@@ -54,28 +63,32 @@ class BuildPlan:
         out: the meta-dataset file (SQLite); created if missing, extended if present.
         base_model: hub name or local path of the model every run finetunes.
         tasks_dir: where task data are (written there first when ``generate_tasks``).
-        tasks: the task suite (name, family, split sizes, seed); default: one task per family.
+        suite: the task suite (``v1``: eight tasks, ``v2``: 32 tasks of 14 families), unless ``tasks`` is given.
+        tasks: the tasks (name, family, level, split sizes, seed); default: the suite's.
         generate_tasks: write the synthetic tasks into ``tasks_dir`` before building.
-        world_seed: seed of the generated world the tasks ask about.
+        world_seed: seed of the generated world the tasks ask about (its size is the suite's).
         space: search-space YAML.
-        configs_per_task: pipelines per task, the default config included; the same pipelines on every task.
-        sample_seed: seed of the quasi-random sample of pipelines.
+        shared_configs: configs every task runs, the default config included.
+        own_configs: configs each task runs besides, sampled with the task's own seed.
+        sample_seed: seed of the quasi-random sample of shared configs.
         seeds: training seeds; each (task, config) is run once per seed.
-        workers: trials in parallel (processes).
+        workers: runs in parallel (processes).
         threads_per_worker: torch CPU threads in each worker.
         max_length: token limit of one example.
         eval_batch_size: batch size for validation.
-        accelerator: ``cpu`` or ``gpu`` (then each worker takes one device in turn).
+        accelerator: ``cpu`` or ``gpu``.
     """
 
     out: str = "assets/metadata/micro.sqlite"
     base_model: str = "assets/models/world-phi3-2m"
     tasks_dir: str = "runs/metadata/tasks"
-    tasks: list[TaskSpec] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    suite: str = "v1"
+    tasks: list[TaskSpec] | None = None
     generate_tasks: bool = True
     world_seed: int = 0
     space: str = str(DEFAULT_SPACE)
-    configs_per_task: int = 64
+    shared_configs: int = 64
+    own_configs: int = 0
     sample_seed: int = 0
     seeds: list[int] = field(default_factory=lambda: [0])
     workers: int = 2
@@ -84,12 +97,40 @@ class BuildPlan:
     eval_batch_size: int = 64
     accelerator: str = "cpu"
 
+    def __post_init__(self) -> None:
+        if self.suite not in SUITES:
+            raise ValueError(f"unknown task suite {self.suite!r}; known: {', '.join(SUITES)}")
+        if self.shared_configs < 1 or self.own_configs < 0:
+            raise ValueError("shared_configs must be >= 1 (the default config) and own_configs >= 0")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def task_specs(self) -> list[TaskSpec]:
+        return list(self.tasks) if self.tasks is not None else list(SUITES[self.suite])
+
+    def world(self) -> World:
+        return suite_world(self.suite, self.world_seed)
+
+    def search_space(self) -> SearchSpace:
+        return SearchSpace.from_yaml(self.space)
+
     def configs(self) -> list[PipelineConfig]:
-        space = SearchSpace.from_yaml(self.space)
-        return [space.default(), *space.sample(self.configs_per_task - 1, seed=self.sample_seed)]
+        """The shared core: the default config first, then a scrambled-Sobol sample."""
+        space = self.search_space()
+        return [space.default(), *space.sample(self.shared_configs - 1, seed=self.sample_seed)]
+
+    def own(self, spec: TaskSpec) -> list[PipelineConfig]:
+        """The configs only ``spec`` runs, sampled with its seed (a scramble no other task shares)."""
+        return self.search_space().sample(self.own_configs, seed=10_007 * (spec.seed + 1)) if self.own_configs else []
 
     def max_epochs(self) -> int:
-        return SearchSpace.from_yaml(self.space).max_epochs
+        return self.search_space().max_epochs
+
+    def settings(self, seed: int) -> RunSettings:
+        return RunSettings(
+            base_model=self.base_model, max_epochs=self.max_epochs(), max_length=self.max_length,
+            eval_batch_size=self.eval_batch_size, seed=seed, accelerator=self.accelerator,
+        )  # fmt: skip
 
 
 def versions() -> dict[str, str]:
@@ -109,137 +150,44 @@ def versions() -> dict[str, str]:
     }
 
 
-def _quiet() -> None:
-    import logging
-
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for name in ("lightning", "lightning.pytorch", "transformers", "peft"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def _init_worker(threads: int) -> None:
     import torch
 
+    from lit_transfer.quiet import silence
+
     torch.set_num_threads(threads)
-    _quiet()
+    silence()
 
 
-def run_trial(trial: Trial, accelerator: str = "cpu") -> RunRecord:
-    """Finetune one pipeline on one task to ``max_epochs``; any error is returned as a failed run."""
-    import lightning as L
+def run_planned(run: PlannedRun) -> RunRecord:
+    """Finetune one pipeline on one task to the last epoch (no checkpoints: only the curve is kept)."""
+    from lit_transfer.finetune.run import train
 
-    from lit_transfer.finetune import FinetuneModule, LearningCurve, QADataModule
-    from lit_transfer.finetune.curves import read_curve
-
-    config = PipelineConfig(trial.config)
-    workdir = Path(tempfile.mkdtemp(prefix="lit_transfer_trial_"))
-    curve_path = workdir / "curve.json"
+    workdir = Path(tempfile.mkdtemp(prefix="lit_transfer_run_"))
     try:
-        module = FinetuneModule(
-            model=trial.base_model, **config.module_args(), schedule_epochs=trial.max_epochs, seed=trial.seed
-        )
-        data = QADataModule(
-            trial.data,
-            **config.data_args(),
-            eval_batch_size=trial.eval_batch_size,
-            max_length=trial.max_length,
-            seed=trial.seed,
-        )
-        trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=1,
-            max_epochs=trial.max_epochs,
-            **config.trainer_args(),
-            default_root_dir=str(workdir),
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[LearningCurve(path=str(curve_path))],
-        )
-        with contextlib.suppress(Exception):  # the curve file records failed/oom with the message
-            trainer.fit(module, data)
-        result = read_curve(curve_path)
-        status, message = result["status"], result["message"]
-        if status == "running":
-            status, message = "failed", "the run ended without a final status"
-        cost = result["cost"]
-        return trial.record(
-            status,
-            message,
-            curve=result["points"],
-            seconds=cost["seconds"],
-            tokens=cost["tokens"],
-            device=cost["device"],
-        )
-    except Exception as err:
-        return trial.record("failed", f"{type(err).__name__}: {err}")
+        curve = train(PipelineConfig(run.config), run.data, run.settings, workdir, checkpoints=False)
+        return run.record(curve)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-# what ``task_features`` measures, in the order surrogates read them
-TASK_FEATURES = (
-    "log_train_size", "log_validation_size", "mean_prompt_tokens", "mean_answer_tokens", "answer_diversity",
-    "context_share", "zero_shot_loss", "zero_shot_acc", "zero_shot_token_acc",
-)  # fmt: skip
-
-
-def task_features(data: str, base_model: str, max_length: int, eval_batch_size: int) -> dict[str, float]:
-    """Cheap descriptors of a task, computed before any finetuning: size, lengths, answer diversity, and how the
-    untouched base model does on the validation split (zero-shot loss and accuracy)."""
-    import math
-
-    import lightning as L
-
-    from lit_transfer.finetune import FinetuneModule, QADataModule
-    from lit_transfer.finetune.data import IGNORE_INDEX, load_split
-
-    module = FinetuneModule(model=base_model)  # a fresh LoRA adapter is zero: the model equals the base
-    datamodule = QADataModule(data, tokenizer=base_model, eval_batch_size=eval_batch_size, max_length=max_length)
-    datamodule.setup("fit")
-    train = datamodule.splits["train"]
-    prompt = [sum(1 for t in r["labels"] if t == IGNORE_INDEX) for r in train]
-    answer = [len(r["labels"]) - p for r, p in zip(train, prompt, strict=True)]
-    examples = load_split(data, "train")
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-    return {
-        "log_train_size": math.log(len(train)),
-        "log_validation_size": math.log(len(datamodule.splits["validation"])),
-        "mean_prompt_tokens": sum(prompt) / len(prompt),
-        "mean_answer_tokens": sum(answer) / len(answer),
-        "answer_diversity": len({e.answer for e in examples}) / len(examples),
-        "context_share": sum(e.context is not None for e in examples) / len(examples),
-        "zero_shot_loss": metrics["val/loss"],
-        "zero_shot_acc": metrics["val/acc"],
-        "zero_shot_token_acc": metrics["val/token_acc"],
-    }
-
-
-def plan_trials(plan: BuildPlan, store: MetaDataset) -> list[Trial]:
-    """Every (task, config, seed) the store does not have yet, interleaved over tasks so a partial build covers
-    all tasks evenly."""
+def plan_runs(plan: BuildPlan, store: MetaDataset) -> list[PlannedRun]:
+    """Every (task, config, seed) the store does not have yet: the shared core first, then each task's own
+    configs, interleaved over tasks so a partial build covers all tasks evenly."""
+    specs = plan.task_specs()
     max_epochs = plan.max_epochs()
-    trials = []
-    for config in plan.configs():
+    shared = plan.configs()
+    own = {spec.name: plan.own(spec) for spec in specs}
+    rounds = [[(spec, config) for spec in specs] for config in shared]
+    rounds += [[(spec, own[spec.name][i]) for spec in specs] for i in range(plan.own_configs)]
+    runs = []
+    for pairs in rounds:
         for seed in plan.seeds:
-            for spec in plan.tasks:
+            for spec, config in pairs:
                 if not store.has_run(spec.name, config.key(), seed, plan.base_model, max_epochs):
-                    trials.append(
-                        Trial(
-                            spec.name,
-                            str(Path(plan.tasks_dir) / spec.name),
-                            dict(config.values),
-                            seed,
-                            plan.base_model,
-                            max_epochs,
-                            plan.max_length,
-                            plan.eval_batch_size,
-                        )
-                    )
-    return trials
+                    data = str(Path(plan.tasks_dir) / spec.name)
+                    runs.append(PlannedRun(spec.name, data, dict(config.values), plan.settings(seed)))
+    return runs
 
 
 def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
@@ -253,60 +201,68 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
         TimeRemainingColumn,
     )
 
-    _quiet()
-    store = MetaDataset(plan.out, create=True)
-    if plan.generate_tasks:
-        world = World(seed=plan.world_seed)
-        for spec in plan.tasks:
-            if not (Path(plan.tasks_dir) / spec.name / "train.jsonl").exists():
-                spec.write(world, Path(plan.tasks_dir) / spec.name)
-    known = store.tasks()
-    for spec in plan.tasks:
-        if spec.name not in known:
-            data = str(Path(plan.tasks_dir) / spec.name)
-            store.add_task(spec.name, task_features(data, plan.base_model, plan.max_length, plan.eval_batch_size))
-    trials = plan_trials(plan, store)
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, disable=not progress) as bar:
-        job = bar.add_task("finetuning runs", total=len(trials))
-        attempts: dict[tuple, int] = {}
-        pending = list(trials)
-        while pending:
-            pending = _run_pool(plan, store, pending, attempts, lambda: bar.advance(job))
-    return store
+    from lit_transfer.metadataset.features import task_features
+
+    out = Path(plan.out)
+    with FolderLock(out.parent, f"another build (lock of {out.name})"):
+        store = MetaDataset(out, create=True)
+        store.check_run_settings(plan.settings(plan.seeds[0]).to_dict(), ignore=("seed",))
+        specs = plan.task_specs()
+        if plan.generate_tasks:
+            world = plan.world()
+            for spec in specs:
+                if not (Path(plan.tasks_dir) / spec.name / "train.jsonl").exists():
+                    spec.write(world, Path(plan.tasks_dir) / spec.name)
+        known = store.tasks()
+        for spec in specs:
+            if spec.name not in known:
+                data = str(Path(plan.tasks_dir) / spec.name)
+                features = task_features(data, plan.base_model, plan.max_length, plan.eval_batch_size)
+                store.add_task(spec.name, features)
+        runs = plan_runs(plan, store)
+        columns = [
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(),
+        ]  # fmt: skip
+        with Progress(*columns, disable=not progress) as bar:
+            job = bar.add_task("finetuning runs", total=len(runs))
+            attempts: dict[tuple, int] = {}
+            pending = list(runs)
+            while pending:
+                pending = _run_pool(plan, store, pending, attempts, lambda: bar.advance(job))
+        return store
 
 
-def _run_pool(plan: BuildPlan, store: MetaDataset, trials: list[Trial], attempts: dict, advance) -> list[Trial]:
-    """Run trials until done or the pool breaks; returns the trials to retry in a fresh pool."""
-    retry: list[Trial] = []
-    queue = list(trials)
+def _key(run: PlannedRun) -> tuple:
+    return (run.task, PipelineConfig(run.config).key(), run.settings.seed)
+
+
+def _run_pool(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attempts: dict, advance) -> list[PlannedRun]:
+    """Run until done or the pool breaks; returns the runs to retry in a fresh pool."""
+    retry: list[PlannedRun] = []
+    queue = list(runs)
     with ProcessPoolExecutor(plan.workers, initializer=_init_worker, initargs=(plan.threads_per_worker,)) as pool:
-        running: dict[Future, Trial] = {}
+        running: dict[Future, PlannedRun] = {}
         while queue or running:
             while queue and len(running) < plan.workers:
-                trial = queue.pop(0)
-                running[pool.submit(run_trial, trial, plan.accelerator)] = trial
+                run = queue.pop(0)
+                running[pool.submit(run_planned, run)] = run
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                trial = running.pop(future)
+                run = running.pop(future)
                 try:
                     record = future.result()
-                except BrokenProcessPool:
-                    key = (trial.task, PipelineConfig(trial.config).key(), trial.seed)
-                    attempts[key] = attempts.get(key, 0) + 1
-                    if attempts[key] < 2:
-                        retry.append(trial)
+                except (BrokenProcessPool, RunError) as err:
+                    attempts[_key(run)] = attempts.get(_key(run), 0) + 1
+                    if attempts[_key(run)] < 2:
+                        (retry if isinstance(err, BrokenProcessPool) else queue).insert(0, run)
                         continue
-                    record = trial.record("failed", "the worker process died twice")
-                except Exception as err:
-                    record = trial.record("failed", "".join(traceback.format_exception_only(err)).strip())
+                    why = "the worker process died twice" if isinstance(err, BrokenProcessPool) else str(err)
+                    for other in running:
+                        other.cancel()
+                    raise BuildError(
+                        f"run of {run.task} failed twice, the build stops (nothing recorded): {why}"
+                    ) from err
                 store.add_run(record)
                 advance()
             if retry:  # the pool is broken: hand the rest to a new one

@@ -7,9 +7,11 @@ which pipelines diverge on which tasks is information too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -97,23 +99,36 @@ class RunRecord:
 class MetaDataset:
     """Open (or create) a meta-dataset file. Raises ``MetaDatasetError`` for a corrupt or foreign file."""
 
-    def __init__(self, path: str | Path, create: bool = False) -> None:
+    def __init__(self, path: str | Path, create: bool = False, readonly: bool | None = None) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise MetaDatasetError(f"{self.path}: a folder, not a meta-dataset file (give the .sqlite file)")
         if not self.path.exists():
             if not create:
                 raise MetaDatasetError(f"{self.path}: no such meta-dataset")
             self._create()
-        self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        if readonly is None:  # e.g. an installed package: WAL files cannot be made there, so read without them
+            readonly = not os.access(self.path.parent, os.W_OK) or not os.access(self.path, os.W_OK)
+        self.readonly = readonly
         try:
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+                self.conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._check()
         except sqlite3.DatabaseError as err:
-            self.conn.close()
-            raise MetaDatasetError(f"{self.path}: not a readable SQLite meta-dataset ({err})") from None
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            raise MetaDatasetError(f"{self.path}: not an SQLite meta-dataset ({err})") from None
 
     def _create(self) -> None:
         """Write the schema into a temporary file and rename it into place, so no reader sees an empty file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
+        tmp.unlink()
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -129,10 +144,29 @@ class MetaDataset:
             self.conn.close()
             raise MetaDatasetError(f"{self.path}: an SQLite file, but not a lit_transfer meta-dataset")
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None or int(row[0]) != SCHEMA_VERSION:
-            version = None if row is None else row[0]
+        version = None if row is None else row[0]
+        if version is None or not str(version).isdigit() or int(version) != SCHEMA_VERSION:
             self.conn.close()
             raise MetaDatasetError(f"{self.path}: schema version {version}, this lit_transfer reads {SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ run settings
+    def run_settings(self) -> dict[str, Any] | None:
+        """The settings every run of this meta-dataset was trained with (``RunSettings``), if recorded."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='run_settings'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def check_run_settings(self, settings: dict[str, Any], ignore: tuple[str, ...] = ()) -> None:
+        """Record ``settings`` on first use; afterwards refuse runs trained otherwise (they would not compare)."""
+        mine = {k: v for k, v in settings.items() if k not in ignore}
+        recorded = self.run_settings()
+        if recorded is None:
+            with self.transaction():
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('run_settings', ?)", (json.dumps(mine),))
+            return
+        differ = {k: (recorded.get(k), v) for k, v in mine.items() if recorded.get(k) != v}
+        if differ:
+            what = ", ".join(f"{k}: recorded {a!r}, planned {b!r}" for k, (a, b) in differ.items())
+            raise MetaDatasetError(f"{self.path}: its runs were trained with other settings ({what})")
 
     def transaction(self):
         return _Transaction(self.conn)

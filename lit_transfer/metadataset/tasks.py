@@ -1,8 +1,10 @@
 """Synthetic QA task families, deterministic from a seed, each written as train/validation/test JSONL.
 
 The families differ in what finetuning must teach — recall of pretrained facts, reading a context, arithmetic,
-two-hop recall, string manipulation, yes/no judgement, counting, calendar and unit reasoning — and in size and
-answer length, so task meta-features carry information about which pipeline works.
+two-hop recall, string manipulation, yes/no judgement, counting, calendar and unit reasoning, choosing among
+given options, typing an entity, negation, whole-sentence answers, list order and word editing — and each has a
+``level`` knob (difficulty, answer length) besides the split sizes, so tasks differ in which pipeline works.
+Level 1 of the first eight families is the first suite's task, drawn identically.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lit_transfer.finetune.demo import write_qa_folder
-from lit_transfer.metadataset.world import COLOURS, OCCUPATIONS, PETS, Person, World, _word
+from lit_transfer.metadataset.skills import DAYS, MONTHS, ORDINALS
+from lit_transfer.metadataset.world import COLOURS, COUNTRIES, OCCUPATIONS, PETS, Person, World, _word
 
 Example = dict[str, str]
 ATTRIBUTES = {
@@ -26,18 +29,30 @@ ATTRIBUTES = {
 }
 
 
-def closed_book(world: World, people: list[Person], rng: random.Random) -> list[Example]:
-    """Recall a fact the base model read during pretraining."""
+def _pool(world: World, attr: str) -> list[str]:
+    """Every value an attribute takes in the world."""
+    return {
+        "city": sorted(world.city_country),
+        "occupation": OCCUPATIONS,
+        "colour": COLOURS,
+        "pet": PETS,
+        "employer": sorted(world.company_city),
+    }[attr]
+
+
+def closed_book(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Recall a fact the base model read during pretraining; level 2 asks facts with many more possible values."""
     out = []
     for p in people:
-        attr = rng.choice(["occupation", "colour", "pet"])
+        attr = rng.choice(["occupation", "colour", "pet"] if level == 1 else ["city", "employer", "born"])
         template, value = ATTRIBUTES[attr]
         out.append({"question": template.format(n=p.name), "answer": value(p)})
     return out
 
 
-def reading(world: World, people: list[Person], rng: random.Random) -> list[Example]:
-    """Answer from a context whose facts contradict the world, so only reading helps."""
+def reading(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Answer from a context whose facts contradict the world, so only reading helps; level 2 hides the answer
+    among three distractor sentences."""
     out = []
     for p in people:
         attr = rng.choice(["city", "occupation", "colour", "pet"])
@@ -48,21 +63,37 @@ def reading(world: World, people: list[Person], rng: random.Random) -> list[Exam
             "pet": PETS,
         }[attr]
         answer = rng.choice(options)
-        distractor = rng.choice(world.people)
-        context = {
-            "city": f"{p.name} moved to {answer}. {distractor.name} stayed in {distractor.city}.",
-            "occupation": f"{p.name} now works as a {answer}. {distractor.name} is a {distractor.occupation}.",
-            "colour": f"These days {p.name} prefers {answer}. {distractor.name} likes {distractor.colour}.",
-            "pet": f"{p.name} adopted a {answer}. {distractor.name} has a {distractor.pet}.",
+        sentence = {
+            "city": "{n} moved to {v}.",
+            "occupation": "{n} now works as a {v}.",
+            "colour": "These days {n} prefers {v}.",
+            "pet": "{n} adopted a {v}.",
         }[attr]
-        out.append({"question": ATTRIBUTES[attr][0].format(n=p.name), "answer": answer, "context": context})
+        distractor_sentence = {
+            "city": "{n} stayed in {v}.",
+            "occupation": "{n} is a {v}.",
+            "colour": "{n} likes {v}.",
+            "pet": "{n} has a {v}.",
+        }[attr]
+        distractors = [rng.choice(world.people) for _ in range(1 if level == 1 else 3)]
+        parts = [sentence.format(n=p.name, v=answer)]
+        parts += [distractor_sentence.format(n=d.name, v=ATTRIBUTES[attr][1](d)) for d in distractors]
+        if level > 1:
+            rng.shuffle(parts)
+        out.append({"question": ATTRIBUTES[attr][0].format(n=p.name), "answer": answer, "context": " ".join(parts)})
     return out
 
 
-def arithmetic(world: World, people: list[Person], rng: random.Random) -> list[Example]:
+def arithmetic(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Level 1: sums and differences up to 20; level 2: up to 99; level 3: products up to 12 x 12."""
     out = []
+    top = 20 if level == 1 else 99
     for _ in people:
-        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        if level == 3:
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
+            out.append({"question": f"What is {a} times {b}?", "answer": str(a * b)})
+            continue
+        a, b = rng.randint(0, top), rng.randint(0, top)
         if rng.random() < 0.5:
             out.append({"question": f"What is {a} plus {b}?", "answer": str(a + b)})
         else:
@@ -70,70 +101,77 @@ def arithmetic(world: World, people: list[Person], rng: random.Random) -> list[E
     return out
 
 
-def multi_hop(world: World, people: list[Person], rng: random.Random) -> list[Example]:
-    """Two recalls chained: the friend's favourite colour, or the employer's city."""
+def multi_hop(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Two recalls chained: level 1 the friend's favourite colour or the employer's city; level 2 the friend's
+    occupation or the country the person lives in."""
     out = []
     for p in people:
-        if rng.random() < 0.5:
-            friend = world.person(p.friend)
+        friend = world.person(p.friend)
+        if level == 1 and rng.random() < 0.5:
             out.append(
                 {"question": f"What is the favourite colour of the best friend of {p.name}?", "answer": friend.colour}
             )
-        else:
+        elif level == 1:
             out.append(
                 {
                     "question": f"In which city is the employer of {p.name} based?",
                     "answer": world.company_city[p.employer],
                 }
             )
+        elif rng.random() < 0.5:
+            out.append(
+                {"question": f"What does the best friend of {p.name} do for a living?", "answer": friend.occupation}
+            )
+        else:
+            out.append({"question": f"In which country does {p.name} live?", "answer": world.city_country[p.city]})
     return out
 
 
-def string_ops(world: World, people: list[Person], rng: random.Random) -> list[Example]:
+def string_ops(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Reverse, capitalise, first letter; level 2: longer words, and the last letter too."""
     out = []
     for _ in people:
-        word = _word(rng, rng.randint(1, 2))
-        op = rng.choice(["reverse", "upper", "first"])
+        word = _word(rng, rng.randint(1, 2) if level == 1 else rng.randint(2, 3))
+        op = rng.choice(["reverse", "upper", "first"] if level == 1 else ["reverse", "upper", "first", "last"])
         if op == "reverse":
             out.append({"question": f"Spell the word {word} backwards.", "answer": word[::-1]})
         elif op == "upper":
             out.append({"question": f"Write the word {word} in capital letters.", "answer": word.upper()})
-        else:
+        elif op == "first":
             out.append({"question": f"What is the first letter of the word {word}?", "answer": word[0]})
+        else:
+            out.append({"question": f"What is the last letter of the word {word}?", "answer": word[-1]})
     return out
 
 
-def yes_no(world: World, people: list[Person], rng: random.Random) -> list[Example]:
-    """Verify a claim about the world; half the claims are false."""
+def yes_no(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Verify a claim about the world; half the claims are false. Level 2 asks about city and employer."""
     out = []
     for p in people:
-        attr = rng.choice(["city", "occupation", "colour", "pet"])
+        attr = rng.choice(["city", "occupation", "colour", "pet"] if level == 1 else ["city", "employer"])
         truth = ATTRIBUTES[attr][1](p)
-        pool = {
-            "city": sorted({q.city for q in world.people}),
-            "occupation": OCCUPATIONS,
-            "colour": COLOURS,
-            "pet": PETS,
-        }[attr]
+        pool = sorted({q.city for q in world.people}) if attr == "city" and level == 1 else _pool(world, attr)
         claim = truth if rng.random() < 0.5 else rng.choice([v for v in pool if v != truth])
         question = {
             "city": f"Does {p.name} live in {claim}?",
             "occupation": f"Is {p.name} a {claim}?",
             "colour": f"Is {claim} the favourite colour of {p.name}?",
             "pet": f"Does {p.name} keep a {claim}?",
+            "employer": f"Does {claim} employ {p.name}?",
         }[attr]
         out.append({"question": question, "answer": "yes" if claim == truth else "no"})
     return out
 
 
-def counting(world: World, people: list[Person], rng: random.Random) -> list[Example]:
+def counting(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Items in a list or a letter in a word; level 2: longer lists and words."""
     out = []
     for _ in people:
         if rng.random() < 0.5:
-            items = rng.sample(PETS + COLOURS, rng.randint(1, 7))
+            items = rng.sample(PETS + COLOURS, rng.randint(1, 7) if level == 1 else rng.randint(5, 12))
             out.append({"question": f"How many items are in the list {', '.join(items)}?", "answer": str(len(items))})
         else:
-            word = _word(rng, rng.randint(2, 3))
+            word = _word(rng, rng.randint(2, 3) if level == 1 else rng.randint(3, 4))
             letter = rng.choice(sorted(set(word)))
             out.append(
                 {
@@ -144,11 +182,25 @@ def counting(world: World, people: list[Person], rng: random.Random) -> list[Exa
     return out
 
 
-def dates_units(world: World, people: list[Person], rng: random.Random) -> list[Example]:
+def dates_units(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Level 1: hours, weeks, birth years; level 2: weekdays, months and kilometres."""
     out = []
     for _ in people:
         kind = rng.random()
-        if kind < 0.4:
+        if level > 1:
+            if kind < 0.4:
+                day, shift = rng.randrange(7), rng.randint(1, 6)
+                q = f"Which day is {shift} days after {DAYS[day]}?"
+                out.append({"question": q, "answer": DAYS[(day + shift) % 7]})
+            elif kind < 0.7:
+                month = rng.randrange(12)
+                out.append(
+                    {"question": f"Which month comes after {MONTHS[month]}?", "answer": MONTHS[(month + 1) % 12]}
+                )
+            else:
+                km = rng.randint(1, 20)
+                out.append({"question": f"How many metres are in {km} kilometres?", "answer": str(km * 1000)})
+        elif kind < 0.4:
             hours = rng.randint(1, 24)
             out.append({"question": f"How many minutes are in {hours} hours?", "answer": str(hours * 60)})
         elif kind < 0.8:
@@ -165,7 +217,128 @@ def dates_units(world: World, people: list[Person], rng: random.Random) -> list[
     return out
 
 
-FAMILIES: dict[str, Callable[[World, list[Person], random.Random], list[Example]]] = {
+def multiple_choice(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Pick the right option by its letter; the options are in the context. Level 1: three options about small
+    domains; level 2: five options about cities and employers."""
+    out = []
+    letters = "ABCDE"
+    for p in people:
+        attr = rng.choice(["occupation", "colour", "pet"] if level == 1 else ["city", "employer"])
+        truth = ATTRIBUTES[attr][1](p)
+        options = [truth, *rng.sample([v for v in _pool(world, attr) if v != truth], 2 if level == 1 else 4)]
+        rng.shuffle(options)
+        context = " ".join(f"{letters[i]}) {v}" for i, v in enumerate(options))
+        question = ATTRIBUTES[attr][0].format(n=p.name) + " Answer with the letter."
+        out.append({"question": question, "answer": letters[options.index(truth)], "context": context})
+    return out
+
+
+def entity_type(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Is a name a person, a place or a company? Level 2 adds countries and names people by first name only."""
+    kinds = ["person", "place", "company"] + (["country"] if level > 1 else [])
+    cities, companies = sorted(world.city_country), sorted(world.company_city)
+    out = []
+    for p in people:
+        kind = rng.choice(kinds)
+        name = {
+            "person": p.name if level == 1 else p.name.split()[0],
+            "place": rng.choice(cities),
+            "company": rng.choice(companies),
+            "country": rng.choice(COUNTRIES),
+        }[kind]
+        question = f"Is {name} a person, a place or a company?"
+        if level > 1:
+            question = f"Is {name} a person, a place, a company or a country?"
+        out.append({"question": question, "answer": kind})
+    return out
+
+
+def negation(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Questions that turn on a "not": level 1 names the option that is not so; level 2 answers yes or no to a
+    claim put as "is it false that"."""
+    out = []
+    for p in people:
+        attr = rng.choice(["pet", "colour", "occupation"] if level == 1 else ["city", "pet", "occupation"])
+        truth = ATTRIBUTES[attr][1](p)
+        other = rng.choice([v for v in _pool(world, attr) if v != truth])
+        if level == 1:
+            a, b = (truth, other) if rng.random() < 0.5 else (other, truth)
+            noun = {"pet": "the pet", "colour": "the favourite colour", "occupation": "the occupation"}[attr]
+            out.append({"question": f"Which of {a} or {b} is not {noun} of {p.name}?", "answer": other})
+        else:
+            claim = truth if rng.random() < 0.5 else other
+            statement = {
+                "city": f"{p.name} lives in {claim}",
+                "pet": f"{p.name} keeps a {claim}",
+                "occupation": f"{p.name} is a {claim}",
+            }[attr]
+            out.append({"question": f"Is it false that {statement}?", "answer": "no" if claim == truth else "yes"})
+    return out
+
+
+def sentence(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Answers that are whole sentences: level 1 one fact, level 2 three facts in one sentence."""
+    out = []
+    for p in people:
+        if level == 1:
+            attr = rng.choice(["occupation", "city", "pet"])
+            question = {
+                "occupation": f"Say in one sentence what {p.name} does for a living.",
+                "city": f"Say in one sentence where {p.name} lives.",
+                "pet": f"Say in one sentence which pet {p.name} keeps.",
+            }[attr]
+            answer = {
+                "occupation": f"{p.name} works as a {p.occupation}.",
+                "city": f"{p.name} lives in {p.city}.",
+                "pet": f"{p.name} keeps a {p.pet}.",
+            }[attr]
+        else:
+            question = f"Describe {p.name} in one sentence: job, home and pet."
+            answer = f"{p.name} is a {p.occupation} who lives in {p.city} and keeps a {p.pet}."
+        out.append({"question": question, "answer": answer})
+    return out
+
+
+def list_order(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Positions in a list: level 1 the first or last item; level 2 the n-th item, or numbers sorted."""
+    out = []
+    for _ in people:
+        items = rng.sample(PETS + COLOURS, rng.randint(3, 6))
+        if level == 1:
+            which = rng.choice(["first", "last"])
+            answer = items[0] if which == "first" else items[-1]
+            out.append({"question": f"What is the {which} item in the list {', '.join(items)}?", "answer": answer})
+        elif rng.random() < 0.5:
+            i = rng.randrange(1, len(items))
+            out.append(
+                {"question": f"What is the {ORDINALS[i]} item in the list {', '.join(items)}?", "answer": items[i]}
+            )
+        else:
+            numbers = rng.sample(range(100), rng.randint(3, 5))
+            question = f"Sort the numbers {', '.join(map(str, numbers))} in increasing order."
+            out.append({"question": question, "answer": ", ".join(map(str, sorted(numbers)))})
+    return out
+
+
+def word_edit(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
+    """Copy a word with an edit: level 1 replace a letter; level 2 longer words, and drop or add letters."""
+    out = []
+    for _ in people:
+        word = _word(rng, rng.randint(1, 2) if level == 1 else rng.randint(2, 3))
+        op = "replace" if level == 1 else rng.choice(["replace", "drop", "add"])
+        if op == "replace":
+            old = rng.choice(sorted(set(word)))
+            new = rng.choice([c for c in "aeioulmnrst" if c != old])
+            out.append({"question": f"Replace every {old} with {new} in {word}.", "answer": word.replace(old, new)})
+        elif op == "drop":
+            out.append({"question": f"Write {word} without its last letter.", "answer": word[:-1]})
+        else:
+            out.append({"question": f"Add the letter s to the end of {word}.", "answer": word + "s"})
+    return out
+
+
+Generator = Callable[[World, list[Person], random.Random, int], list[Example]]
+FAMILIES: dict[str, Generator] = {
     "closed_book": closed_book,
     "reading": reading,
     "arithmetic": arithmetic,
@@ -174,12 +347,19 @@ FAMILIES: dict[str, Callable[[World, list[Person], random.Random], list[Example]
     "yes_no": yes_no,
     "counting": counting,
     "dates_units": dates_units,
+    "multiple_choice": multiple_choice,
+    "entity_type": entity_type,
+    "negation": negation,
+    "sentence": sentence,
+    "list_order": list_order,
+    "word_edit": word_edit,
 }
+LEVELS = {"arithmetic": 3}  # families with more than two levels
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One task: a family, its split sizes and the seed that draws its examples."""
+    """One task: a family at a level (difficulty / answer length), its split sizes and the seed of its examples."""
 
     name: str
     family: str
@@ -187,17 +367,23 @@ class TaskSpec:
     validation: int = 64
     test: int = 64
     seed: int = 0
+    level: int = 1
 
     def generate(self, world: World) -> dict[str, list[Example]]:
         if self.family not in FAMILIES:
             raise ValueError(f"unknown task family {self.family!r}; known: {', '.join(FAMILIES)}")
-        rng = random.Random(f"{self.family}/{self.seed}")
+        if not 1 <= self.level <= LEVELS.get(self.family, 2):
+            raise ValueError(f"task {self.name!r}: family {self.family} has levels 1..{LEVELS.get(self.family, 2)}")
+        # level 1 draws exactly as the first suite did
+        rng = random.Random(
+            f"{self.family}/{self.seed}" if self.level == 1 else f"{self.family}/{self.level}/{self.seed}"
+        )
         total = self.train + self.validation + self.test
         if total > len(world.people):
             raise ValueError(f"task {self.name!r} needs {total} examples; the world has {len(world.people)} people")
         # each person appears in one split only: validation measures recall and skill, not memorised answers
         people = rng.sample(world.people, total)
-        examples = FAMILIES[self.family](world, people, rng)
+        examples = FAMILIES[self.family](world, people, rng, self.level)
         for i, example in enumerate(examples):
             example["id"] = f"{self.name}-{i}"
         cut = [self.train, self.train + self.validation]
@@ -207,7 +393,7 @@ class TaskSpec:
         return write_qa_folder(self.generate(world), out_dir)
 
 
-# The default suite: one task per family, with sizes that differ so that cost and data size vary across tasks.
+# The first suite: one task per family of the first eight, with sizes that differ so that cost and data size vary.
 DEFAULT_TASKS = [
     TaskSpec("closed_book", "closed_book", train=352),
     TaskSpec("reading", "reading", train=256),
@@ -220,17 +406,64 @@ DEFAULT_TASKS = [
 ]
 
 
-def write_tasks(out: str | Path, tasks: list[TaskSpec] | None = None, world_seed: int = 0) -> list[Path]:
+def _v2(family: str, level: int, train: int, seed: int) -> TaskSpec:
+    return TaskSpec(
+        f"{family}-l{level}-n{train}", family, train=train, validation=256, test=256, seed=seed, level=level
+    )
+
+
+# Suite v2: 14 families x levels x training sizes from 64 to 512, 256 validation and 256 test examples each,
+# every task with its own seed (which also draws its own configs in the build).
+SUITE_V2 = [
+    _v2(family, level, train, seed=100 + i)
+    for i, (family, level, train) in enumerate(
+        [
+            ("closed_book", 1, 512), ("closed_book", 2, 128),
+            ("reading", 1, 64), ("reading", 2, 256),
+            ("arithmetic", 1, 256), ("arithmetic", 2, 512), ("arithmetic", 3, 128),
+            ("multi_hop", 1, 256), ("multi_hop", 2, 512),
+            ("string_ops", 1, 64), ("string_ops", 2, 512),
+            ("yes_no", 1, 64), ("yes_no", 2, 256),
+            ("counting", 1, 128), ("counting", 2, 512),
+            ("dates_units", 1, 64), ("dates_units", 2, 256),
+            ("multiple_choice", 1, 128), ("multiple_choice", 2, 512),
+            ("entity_type", 1, 64), ("entity_type", 2, 256),
+            ("negation", 1, 256), ("negation", 2, 128),
+            ("sentence", 1, 512), ("sentence", 2, 128),
+            ("list_order", 1, 64), ("list_order", 2, 256),
+            ("word_edit", 1, 256), ("word_edit", 2, 64),
+            ("string_ops", 1, 256), ("yes_no", 2, 512), ("list_order", 2, 128),
+        ]
+    )
+]  # fmt: skip
+SUITES = {"v1": DEFAULT_TASKS, "v2": SUITE_V2}
+# the world each suite asks about (v2: enough people for 512 + 256 + 256 distinct ones, more places and companies)
+SUITE_WORLDS = {
+    "v1": {"people_count": 500, "city_count": 16, "company_count": 12},
+    "v2": {"people_count": 1100, "city_count": 40, "company_count": 30},
+}
+
+
+def suite_world(suite: str = "v1", seed: int = 0) -> World:
+    if suite not in SUITE_WORLDS:
+        raise ValueError(f"unknown task suite {suite!r}; known: {', '.join(SUITES)}")
+    return World(seed=seed, **SUITE_WORLDS[suite])
+
+
+def write_tasks(out: str | Path, tasks: list[TaskSpec] | None = None, world: World | None = None) -> list[Path]:
     """Write every task of the suite under ``out/<task name>/``."""
-    world = World(seed=world_seed)
+    world = world or suite_world("v1")
     return [spec.write(world, Path(out) / spec.name) for spec in tasks or DEFAULT_TASKS]
 
 
-def select_tasks(names: list[str] | None = None, seed: int = 0) -> list[TaskSpec]:
-    """Tasks of the default suite by name (default: all), their examples drawn with ``seed``: another seed gives
-    new tasks of the same families, sizes and world, which no run of the shipped meta-dataset (seed 0) has seen."""
-    by_name = {spec.name: spec for spec in DEFAULT_TASKS}
+def select_tasks(names: list[str] | None = None, seed: int | None = None, suite: str = "v1") -> list[TaskSpec]:
+    """Tasks of a suite by name (default: all); with ``seed``, their examples drawn with it: another seed than
+    the suite's gives new tasks of the same families, levels, sizes and world, which no recorded run has seen."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown task suite {suite!r}; known: {', '.join(SUITES)}")
+    by_name = {spec.name: spec for spec in SUITES[suite]}
     unknown = [n for n in names or [] if n not in by_name]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
-    return [replace(by_name[n], seed=seed) for n in names or by_name]
+    chosen = [by_name[n] for n in names or by_name]
+    return chosen if seed is None else [replace(spec, seed=seed) for spec in chosen]

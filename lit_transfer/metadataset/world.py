@@ -87,9 +87,10 @@ class World:
     def person(self, name: str) -> Person:
         return next(p for p in self.people if p.name == name)
 
-    def documents(self, rng: random.Random) -> list[str]:
+    def documents(self, rng: random.Random, negations: bool = False) -> list[str]:
         """Encyclopedia-style paragraphs; the sentence order and wording vary so facts are not memorised as one
-        string."""
+        string. With ``negations`` each paragraph also states one thing that is not so (a pet not kept, a city not
+        lived in), which real text is full of."""
         docs = []
         for p in self.people:
             sentences = [
@@ -101,6 +102,12 @@ class World:
                 f"{p.name} is employed by {p.employer}.",
                 f"The best friend of {p.name} is {p.friend}.",
             ]
+            if negations:
+                other_pet = rng.choice([x for x in PETS if x != p.pet])
+                other_city = rng.choice([c for c in self.city_country if c != p.city])
+                sentences.append(
+                    rng.choice([f"{p.name} does not keep a {other_pet}.", f"{p.name} does not live in {other_city}."])
+                )
             rng.shuffle(sentences)
             docs.append(" ".join(sentences))
         for city, country in self.city_country.items():
@@ -133,8 +140,15 @@ class World:
             )
         return out
 
-    def corpus(self, seed: int = 0, repeats: int = 8, general: int = 20000) -> list[str]:
+    def corpus(
+        self, seed: int = 0, repeats: int = 8, general: int = 20000, skills: int = 0, negations: bool = False
+    ) -> list[str]:
+        """The pretraining documents: the world ``repeats`` times, ``general`` statements and ``skills`` sentences
+        of general skills (``lit_transfer.metadataset.skills``), shuffled."""
+        from lit_transfer.metadataset.skills import skills_text
+
         rng = random.Random(seed)
-        docs = [d for _ in range(repeats) for d in self.documents(rng)] + self.general_text(rng, general)
+        docs = [d for _ in range(repeats) for d in self.documents(rng, negations)] + self.general_text(rng, general)
+        docs += skills_text(rng, skills)
         rng.shuffle(docs)
         return docs

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torchmetrics import MeanAbsolutePercentageError
 
-from lit_transfer.metadataset.build import TASK_FEATURES
+from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
 from lit_transfer.surrogate.encoders import mlp

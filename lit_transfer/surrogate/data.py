@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from lit_transfer.metadataset.build import TASK_FEATURES
+from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, MetaDatasetError
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
-from lit_transfer.metadataset.build import TASK_FEATURES
+from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
 from lit_transfer.surrogate.data import PREFIX_CHANNELS

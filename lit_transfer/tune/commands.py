@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from lit_transfer.finetune.run import fit_config
+from lit_transfer.io import write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.tune.loop import Budget, Step, run_tuning
@@ -44,10 +46,21 @@ def candidate_configs(space: SearchSpace, metadataset: str, sampled: int = 1000,
     return out
 
 
-def task_features_of(data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64) -> dict:
-    from lit_transfer.metadataset.build import task_features
+def experience_settings(metadataset: str, space: SearchSpace, base_model: str | None = None, seed: int = 0):
+    """The run settings the meta-dataset's runs were trained with (its recorded ``RunSettings``), so that a
+    suggested or tuned run is trained exactly as the experience it is predicted from."""
+    from lit_transfer.finetune.run import RunSettings
 
-    return task_features(data, base_model, max_length, eval_batch_size)
+    with MetaDataset(metadataset) as store:
+        recorded = store.run_settings() or {}
+    base = base_model or meta_base_model(metadataset)
+    return RunSettings.from_dict({**recorded, "max_epochs": space.max_epochs}, base_model=base, seed=seed)
+
+
+def task_features_of(data: str, settings) -> dict:
+    from lit_transfer.metadataset.features import task_features
+
+    return task_features(data, settings.base_model, settings.max_length, settings.eval_batch_size)
 
 
 def suggest(
@@ -62,8 +75,8 @@ def suggest(
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     search_space = SearchSpace.from_yaml(space)
-    base_model = base_model or meta_base_model(metadataset)
-    features = task_features_of(data, base_model)
+    settings = experience_settings(metadataset, search_space, base_model, seed)
+    features = task_features_of(data, settings)
     perf, cost = load_pretrained(metadataset)
     configs = candidate_configs(search_space, metadataset, candidates, seed)
     mean, std = perf.predict(configs, features)
@@ -74,10 +87,8 @@ def suggest(
     picks = []
     for rank, i in enumerate(order, start=1):
         path = Path(out) / f"suggestion_{rank}.yaml"
-        fit = PipelineConfig(configs[i]).fit_config(
-            base_model, data, search_space.max_epochs, f"{out}/run_{rank}", seed
-        )
-        path.write_text(yaml.safe_dump(fit, sort_keys=False))
+        fit = fit_config(PipelineConfig(configs[i]), data, settings, f"{out}/run_{rank}", tensorboard=True)
+        write_atomic(path, yaml.safe_dump(fit, sort_keys=False))
         picks.append(
             {"rank": rank, "predicted": float(mean[i]), "std": float(std[i]), "seconds": float(seconds[i]),
              "config": configs[i], "yaml": str(path)}
@@ -88,7 +99,7 @@ def suggest(
 def tune(
     data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
-    candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0, max_length: int = 256,
+    candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
     horizon: str = "final", on_step: Callable[[Step], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
@@ -99,13 +110,13 @@ def tune(
 
     budget_ = Budget(budget, budget_unit)
     search_space = SearchSpace.from_yaml(space)
-    base_model = base_model or meta_base_model(metadataset)
-    features = task_features_of(data, base_model, max_length)
+    settings = experience_settings(metadataset, search_space, base_model, seed)
+    features = task_features_of(data, settings)
     optimizer = build_method(
         method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
         lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
     )  # fmt: skip
-    evaluator = FinetuneEvaluator(data, base_model, out, search_space.max_epochs, max_length=max_length, seed=seed)
+    evaluator = FinetuneEvaluator(data, settings, out)
     Path(out).mkdir(parents=True, exist_ok=True)
     history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step)
     chosen, value = optimizer.best()
@@ -117,5 +128,5 @@ def tune(
         test = evaluator.test(chosen)
         adapter = evaluator.folder(chosen) / "checkpoints" / "best"
         result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=str(adapter))
-    (Path(out) / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     return result

@@ -9,12 +9,13 @@ no finished trial is lost or run twice.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from lit_transfer.finetune.run import RunError
+from lit_transfer.io import write_json_atomic
 from lit_transfer.tune.optimizers import Optimizer, Trial
 
 
@@ -93,7 +94,7 @@ def run_tuning(
         trial = optimizer.ask()
         if trial is None:
             break
-        curve, seconds = evaluator.run(trial)
+        curve, seconds = _run_with_retry(evaluator, trial)
         optimizer.tell(trial, curve, seconds)
         state.spent += budget.charge(seconds)
         step = Step(trial.key, trial.fidelity, optimizer.value(curve[-1]), seconds, state.spent, optimizer.best()[1])
@@ -106,11 +107,17 @@ def run_tuning(
     return state.history
 
 
+def _run_with_retry(evaluator: Evaluator, trial: Trial) -> tuple[list[dict[str, float]], float]:
+    """A step that fails for a reason that is not the run's outcome is tried once more; a second failure stops the
+    loop (``RunError``) with nothing recorded, so the same command can continue once the cause is fixed."""
+    try:
+        return evaluator.run(trial)
+    except RunError:
+        return evaluator.run(trial)
+
+
 def save_state(state: TuningState, path: str | Path) -> None:
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(asdict(state)))
-    os.replace(partial, path)
+    write_json_atomic(path, asdict(state))
 
 
 def load_state(path: str | Path) -> TuningState:
