@@ -1,4 +1,4 @@
-"""Command line: LightningCLI for the Trainer commands (fit/validate/test/predict), jsonargparse for the rest.
+"""Command line: LightningCLI for the Trainer commands (fit/validate/test), jsonargparse for the rest.
 
 Model and data are given by ``class_path`` in the YAML, so the same ``fit`` trains a finetuning run or a
 surrogate. Commands that are not Trainer runs are plain functions; their docstrings are their ``--help``.
@@ -15,13 +15,13 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from lit_transfer.metadataset.build import BuildPlan, build
-from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset, MetaDatasetError
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import format_table, summarize
 from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.tune.evaluate import EvaluationPlan
 
-TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+TRAINER_COMMANDS = ("fit", "validate", "test")
 
 
 def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
@@ -125,7 +125,7 @@ def suggest(
     seconds = None if budget is None else parse_duration(budget)
     picks = run_suggest(data, top, resolve_path(metadataset), base_model, out, candidates, seed=seed, budget=seconds)
     if not picks:
-        sys.exit(f"error: no config is predicted to finish within {budget}")
+        fail(f"no config is predicted to finish within {budget}", 1)
     print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
     for p in picks:
         c = p["config"]
@@ -221,30 +221,78 @@ COMMANDS = {
 
 USAGE = """usage: python -m lit_transfer COMMAND ...
 
-  fit | validate | test | predict    a Lightning Trainer run from a YAML config (--help for its options)
+  fit | validate | test             a Lightning Trainer run from a YAML config (--help for its options)
   metadata build | tasks | summary   build a meta-dataset, write the QA tasks, summarise a meta-dataset
   suggest --data DIR --top K         configs for a new dataset from the meta-learned surrogates
   tune --config configs/tune/transfer.yaml --data DIR --budget SECONDS
                                      tune with real finetuning trials, then test the chosen config
   evaluate --config configs/evaluate/loto.yaml
                                      leave-one-task-out comparison of the tuning methods
+
+  --debug                            show the traceback of an error instead of one line
 """
 
 
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Bad input from the user (data, config, paths, stores, checkpoints): one line, exit code 2."""
+    import yaml
+
+    from lit_transfer.io import LockedError
+
+    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, LockedError, yaml.YAMLError)
+
+
+def _run_errors() -> tuple[type[BaseException], ...]:
+    """A run or trial step that failed for a reason that is not its outcome: one line, exit code 1."""
+    from lit_transfer.finetune.run import RunError
+    from lit_transfer.metadataset.build import BuildError
+
+    return (RunError, BuildError, OSError)
+
+
+def fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_trainer_command(argv: list[str] | None) -> None:
+    """LightningCLI; a run that diverged or ran out of memory exits 1 with its status (after its curve is saved)."""
+    from lit_transfer.finetune.curves import LearningCurve
+
+    cli = trainer_cli(argv)
+    for callback in getattr(cli.trainer, "callbacks", []):
+        if isinstance(callback, LearningCurve) and callback.status in ("diverged", "oom"):
+            where = callback.path or "curve.json"
+            fail(f"the run ended {callback.status}: {callback.message} (its curve is in {where})", 1)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from lit_transfer.quiet import silence
+
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if from_command_line:
+        sys.argv = [sys.argv[0], *argv]
+    silence()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return
-    if argv[0] in TRAINER_COMMANDS:
-        trainer_cli(None if from_command_line else argv)  # LightningCLI reads sys.argv itself
-        return
-    if argv[0] not in COMMANDS:
-        sys.exit(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}")
+    if argv[0] not in TRAINER_COMMANDS and argv[0] not in COMMANDS:
+        fail(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}", 2)
     if argv[:2] == ["metadata", "summary"]:
         argv = _summary_args(argv)
     try:
-        CLI(COMMANDS, args=argv, as_positional=False)
-    except (MetaDatasetError, ValueError) as err:  # bad input: one clear line, not a traceback
-        sys.exit(f"error: {err}")
+        if argv[0] in TRAINER_COMMANDS:
+            run_trainer_command(None if from_command_line else argv)  # LightningCLI reads sys.argv itself
+        else:
+            CLI(COMMANDS, args=argv, as_positional=False)
+    except _usage_errors() as err:
+        if debug:
+            raise
+        fail(str(err), 2)
+    except _run_errors() as err:
+        if debug:
+            raise
+        fail(str(err), 1)

@@ -71,7 +71,6 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     args = [
         "tune", "--config", str(REPO / "configs/tune/transfer.yaml"), "--data", str(qa_dir), "--budget", "6",
         "--budget_unit", "epochs", "--metadataset", metadataset, "--out", str(out), "--candidates", "16",
-        "--max_length", "96",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
@@ -101,6 +100,33 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     assert 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_config.json").exists()
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_a_corrupt_checkpoint_stops_tune_and_changes_nothing(metadataset, qa_dir, tmp_path):
+    """Truncate the incumbent's last.ckpt and continue: the step is retried once, then tune exits 1 naming the
+    file, and the recorded history and curve stay as they were."""
+    from lit_transfer.io import FolderLock
+
+    out = tmp_path / "tune"
+    args = [
+        "tune", "--config", str(REPO / "configs/tune/transfer.yaml"), "--data", str(qa_dir), "--budget_unit",
+        "epochs", "--metadataset", metadataset, "--out", str(out), "--method", "default",
+    ]  # fmt: skip
+    first = run_cli(*args, "--budget", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    history = load_state(out / "state.json").history
+    (trial,) = (out / "trials").iterdir()
+    curve = (trial / "curve.json").read_text()
+    last = trial / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:200])
+    failed = run_cli(*args, "--budget", "3")
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert str(last) in failed.stderr and "Traceback" not in failed.stderr
+    assert load_state(out / "state.json").history == history and (trial / "curve.json").read_text() == curve
+    with FolderLock(out):  # another process holds the folder: a clear error at once
+        locked = run_cli(*args, "--budget", "3")
+    assert locked.returncode == 2 and "in use by another process" in locked.stderr
 
 
 @pytest.mark.slow

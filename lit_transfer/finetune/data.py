@@ -51,22 +51,58 @@ def _example(record: object, where: str) -> QAExample:
     return QAExample(record["question"], record["answer"], context, None if ident is None else str(ident))
 
 
+MAX_LINE_BYTES = 1 << 20  # one example; checked before parsing, so a huge line costs neither memory nor time
+
+
+def _check_text(record: dict, where: str) -> None:
+    for key, value in record.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DatasetError(f"{where}: field {key!r} holds an invalid character (a lone surrogate)") from None
+
+
 def read_jsonl(path: str | Path) -> list[QAExample]:
     """Read one split; a bad line raises ``DatasetError`` naming ``path:line`` and the problem."""
     path = Path(path)
     examples = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    try:
+        f = path.open("rb")
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror})") from None
+    with f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            if len(raw) > MAX_LINE_BYTES:
+                raise DatasetError(
+                    f"{where}: line of {len(raw):,} bytes; one example may have at most {MAX_LINE_BYTES:,}"
+                )
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DatasetError(
+                    f"{where}: not UTF-8 (byte {err.object[err.start]:#04x} at column {err.start + 1})"
+                ) from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DatasetError(f"{path}:{number}: invalid JSON ({err.msg})") from None
-            examples.append(_example(record, f"{path}:{number}"))
+                raise DatasetError(f"{where}: invalid JSON ({err.msg})") from None
+            if isinstance(record, dict):
+                _check_text(record, where)
+            examples.append(_example(record, where))
     if not examples:
         raise DatasetError(f"{path}: split is empty")
     return examples
+
+
+def check_splits(source: str | Path, splits: tuple[str, ...] = SPLITS) -> None:
+    """Read ``splits`` of a dataset now, so a missing or bad split stops a command before any work is done."""
+    for split in splits:
+        if load_split(source, split) is None:
+            raise DatasetError(f"{source}: no {split!r} split ({split}.jsonl)")
 
 
 def load_split(source: str | Path, split: str) -> list[QAExample] | None:
@@ -75,20 +111,30 @@ def load_split(source: str | Path, split: str) -> list[QAExample] | None:
     if path.is_dir() and any(path.glob("*.jsonl")):
         file = path / f"{split}.jsonl"
         return read_jsonl(file) if file.exists() else None
+    if path.is_dir() and not (path / "dataset_dict.json").exists() and not (path / "dataset_info.json").exists():
+        raise DatasetError(
+            f"{path}: no JSONL splits (train.jsonl, validation.jsonl, test.jsonl) and no datasets folder"
+        )
+    if not path.is_dir() and (path.exists() or _looks_like_path(str(source))):
+        what = "a file" if path.exists() else "no such folder"
+        raise DatasetError(f"{path}: {what}; expected a folder of JSONL splits or a datasets folder")
     import datasets
 
-    if path.is_dir():
-        dataset = datasets.load_from_disk(str(path))
-    elif path.exists():
-        raise DatasetError(f"{path}: expected a folder of JSONL splits or a datasets folder")
-    else:
-        dataset = datasets.load_dataset(str(source))
+    try:
+        dataset = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(str(source))
+    except Exception as err:  # the hub or the folder could not give a dataset: one line, not its traceback
+        raise DatasetError(f"{source}: cannot load the dataset ({type(err).__name__}: {err})") from None
     if split not in dataset:
         return None
     rows = dataset[split]
     if len(rows) == 0:
         raise DatasetError(f"{source} [{split}]: split is empty")
     return [_example(row, f"{source} [{split}] row {i}") for i, row in enumerate(rows)]
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``a/b/c``) is meant as a path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 class PromptFormatter:

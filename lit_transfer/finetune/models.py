@@ -61,8 +61,35 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return warm.tokenizer(("tokenizer", str(name_or_path)), lambda: _load_tokenizer(name_or_path))
 
 
+class ModelNotFoundError(ValueError):
+    """A model name that is neither a local folder nor available from the hub."""
+
+
+def check_model(name_or_path: str) -> None:
+    """Fail early, naming the model, when a local path is missing or a hub id cannot be resolved offline."""
+    path = Path(str(name_or_path)).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path}: a folder without config.json, not a saved model")
+        return
+    name = str(name_or_path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelNotFoundError(f"{name}: no such model folder")
+
+
+def _from_pretrained(load, name_or_path: str, **kwargs):
+    check_model(name_or_path)
+    try:
+        return load(name_or_path, **kwargs)
+    except OSError as err:  # transformers reports a missing hub repo or an offline cache miss as OSError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelNotFoundError(
+            f"{name_or_path}: not a local model folder, and not loadable from the hub ({first})"
+        ) from None
+
+
 def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
     return tokenizer
@@ -98,7 +125,7 @@ def _load_causal_lm(
         )
     elif quantization != "none":
         raise ValueError(f"unknown quantization {quantization!r}; use 'none' or 'nf4'")
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    model = _from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, **kwargs)
     model.config.use_cache = False  # training never reuses a KV cache; keeping it wastes memory
     return model
 

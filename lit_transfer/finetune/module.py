@@ -116,6 +116,14 @@ class FinetuneModule(L.LightningModule):
         self.save_hyperparameters()
         if lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {lora_rank}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        if not lora_alpha > 0:
+            raise ValueError(f"lora_alpha must be > 0, got {lora_alpha}")
+        if not 0 <= lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {lora_dropout}")
+        if weight_decay < 0 or neftune_alpha < 0:
+            raise ValueError("weight_decay and neftune_alpha must be >= 0")
         if not 0 <= warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
         self.tokenizer = load_tokenizer(model)

@@ -11,7 +11,7 @@ pays setup once per model and task, not once per run or freeze-thaw step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,8 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], **overrides: Any) -> RunSettings:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return replace(cls(**known), **{k: v for k, v in overrides.items() if v is not None})
+        merged = {**values, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(**{k: v for k, v in merged.items() if k in cls.__dataclass_fields__})
 
 
 def fit_config(

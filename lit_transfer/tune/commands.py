@@ -104,29 +104,37 @@ def tune(
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter."""
+    from lit_transfer.finetune.data import check_splits
+    from lit_transfer.finetune.models import check_model
+    from lit_transfer.io import FolderLock
     from lit_transfer.surrogate import load_pretrained
     from lit_transfer.tune.finetuning import FinetuneEvaluator
-    from lit_transfer.tune.methods import build_method
+    from lit_transfer.tune.methods import METHODS, build_method
 
+    # everything the run will need is checked before the first trial, not after the budget is spent
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     budget_ = Budget(budget, budget_unit)
+    check_splits(data)
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
-    features = task_features_of(data, settings)
-    optimizer = build_method(
-        method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
-        lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
-    )  # fmt: skip
-    evaluator = FinetuneEvaluator(data, settings, out)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step)
-    chosen, value = optimizer.best()
-    result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
-    if chosen is None:
-        result.update(config=None, message="no trial finished within the budget")
-    else:
-        epochs = optimizer.epochs_done(chosen)
-        test = evaluator.test(chosen)
-        adapter = evaluator.folder(chosen) / "checkpoints" / "best"
-        result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=str(adapter))
-    write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
+    check_model(settings.base_model)
+    with FolderLock(out, "tune"):
+        features = task_features_of(data, settings)
+        optimizer = build_method(
+            method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
+            lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
+        )  # fmt: skip
+        evaluator = FinetuneEvaluator(data, settings, out)
+        history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step)
+        chosen, value = optimizer.best()
+        result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
+        if chosen is None:
+            result.update(config=None, message="no trial finished within the budget")
+        else:
+            epochs = optimizer.epochs_done(chosen)
+            test = evaluator.test(chosen)
+            adapter = evaluator.folder(chosen) / "checkpoints" / "best"
+            result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=str(adapter))
+        write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     return result
