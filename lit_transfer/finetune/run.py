@@ -132,12 +132,13 @@ def _instance(spec: dict[str, Any]) -> Any:
     return import_object(spec["class_path"])(**spec.get("init_args", {}))
 
 
-def instantiate(config: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """The module, data module and Trainer that LightningCLI builds from the same ``fit`` config."""
+def instantiate(config: dict[str, Any], callbacks: list[Any] | None = None) -> tuple[Any, Any, Any]:
+    """The module, data module and Trainer that LightningCLI builds from the same ``fit`` config (plus
+    ``callbacks`` that only observe, such as timers)."""
     import lightning as L
 
     trainer_args = dict(config["trainer"])
-    trainer_args["callbacks"] = [_instance(c) for c in trainer_args.get("callbacks", [])]
+    trainer_args["callbacks"] = [_instance(c) for c in trainer_args.get("callbacks", [])] + list(callbacks or [])
     if isinstance(trainer_args.get("logger"), dict):
         trainer_args["logger"] = _instance(trainer_args["logger"])
     L.seed_everything(config["seed_everything"], verbose=False)
@@ -153,6 +154,7 @@ def train(
     checkpoints: bool = True,
     tensorboard: bool = False,
     monitor: str = "val/acc",
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``pipeline`` to ``epochs``, continuing from ``folder/checkpoints/last.ckpt`` when there is one; returns
     the run's ``curve.json`` (status, points, cost). ``diverged`` and ``oom`` are outcomes and come back as such;
@@ -164,7 +166,7 @@ def train(
     last = folder / "checkpoints" / "last.ckpt"
     resume = str(last) if checkpoints and last.exists() else None
     try:
-        module, datamodule, trainer = instantiate(config)
+        module, datamodule, trainer = instantiate(config, callbacks)
         trainer.fit(module, datamodule, ckpt_path=resume, weights_only=True)
     except torch.OutOfMemoryError:
         pass  # recorded as `oom` by LearningCurve

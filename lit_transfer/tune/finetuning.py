@@ -39,8 +39,11 @@ class FinetuneEvaluator:
         metric: the metric the tuner maximizes (also what picks a trial's best checkpoint).
     """
 
-    def __init__(self, data: str, settings: RunSettings, root: str, metric: str = "val/acc") -> None:
+    def __init__(
+        self, data: str, settings: RunSettings, root: str, metric: str = "val/acc", callbacks: list | None = None
+    ) -> None:
         self.data, self.settings, self.root, self.metric = data, settings, Path(root), metric
+        self.callbacks = callbacks  # observers of every step (timers)
 
     def folder(self, config: dict[str, Any]) -> Path:
         return inside(self.root, "trials", trial_id(PipelineConfig(config).key()))
@@ -72,7 +75,9 @@ class FinetuneEvaluator:
         fit = fit_config(pipeline, self.data, self.settings, str(folder), trial.fidelity, monitor=self.metric)
         write_atomic(folder / "config.yaml", yaml.safe_dump(fit, sort_keys=False))
         start = time.perf_counter()
-        curve = train(pipeline, self.data, self.settings, folder, trial.fidelity, monitor=self.metric)
+        curve = train(
+            pipeline, self.data, self.settings, folder, trial.fidelity, monitor=self.metric, callbacks=self.callbacks
+        )
         return self._metrics(curve, trial.fidelity, folder), time.perf_counter() - start
 
     def _metrics(self, curve: dict[str, Any], fidelity: int, folder: Path) -> list[dict[str, float]]:
