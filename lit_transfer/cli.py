@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from lit_transfer.metadataset.build import BuildPlan, build
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
-from lit_transfer.metadataset.summary import format_table, summarize
+from lit_transfer.metadataset.summary import checks, format_table, summarize
 from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.tune.evaluate import EvaluationPlan
@@ -83,7 +83,12 @@ def metadata_summary(path: str = SHIPPED_METADATASET, json: bool = False, space:
     """
     with MetaDataset(path) as store:
         summary = summarize(store, SearchSpace.from_yaml(space).default().key())
-    print(json_module.dumps(summary) if json else format_table(summary))
+    summary["checks"] = checks(summary)
+    if json:
+        print(json_module.dumps(summary))
+        return
+    print(format_table(summary))
+    print("checks: " + ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in summary["checks"].items()))
 
 
 def _summary_args(argv: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ def store_path(tmp_path):
     path = tmp_path / "meta.sqlite"
     with MetaDataset(path, create=True) as store:
         for task, accs in ACC.items():
-            store.add_task(task, {"size": 1.0})
+            store.add_task(task, {"log_train_size": math.log(20), "log_validation_size": math.log(8)})
             for config, acc in zip(CONFIGS, accs, strict=True):
                 curve = [{"fidelity": float(e), "metrics": {"val/acc": acc * e / 2}} for e in (0, 1, 2)]
                 store.add_run(RunRecord(task, dict(config.values), 0, "m", 2, "ok", curve=curve, seconds=1.0))
@@ -38,16 +39,44 @@ def test_summary_numbers(store_path):
     # spearman: a-b 0.8, a-c -1.0, b-c -0.8 -> mean -1/3
     assert summary["mean_rank_correlation"] == pytest.approx((0.8 - 1.0 - 0.8) / 3, abs=0.02)
     assert (summary["tasks"], summary["runs"], summary["failures"]) == (3, 16, 1)
+    assert (summary["shared_configs"], summary["own_configs_min"], summary["families"]) == (5, 0, 3)
+    assert summary["val_examples_min"] == 8 and a["train_examples"] == 20 and a["family"] == "a"
+    # best shared config: a -> config 4, b -> config 3, c -> config 0 (the default)
+    assert summary["distinct_best"] == 3 and summary["default_best_share"] == pytest.approx(1 / 3)
+    # portfolio's first for a: best mean over b, c = config 0 (0.3) vs 3 (0.35) ... per task:
+    #   a: mean(b, c) = [0.3, 0.35, 0.25, 0.35, 0.25] -> config 3 or 1 tie -> by key; not config 4 -> miss
+    #   b: mean(a, c) = [0.3, 0.3, 0.3, 0.3, 0.3] -> any; c: mean(a, b) = [0.1, 0.25, 0.25, 0.45, 0.45]
+    assert 0.0 <= summary["portfolio_top1_share"] <= 2 / 3
+
+
+def test_shared_core_and_own_configs(tmp_path):
+    """Two tasks, three shared configs (rankings a: 0<1<2, b: 2<1<0) and one own config each."""
+    path = tmp_path / "meta.sqlite"
+    own = SPACE.sample(6, seed=7)[4:]
+    with MetaDataset(path, create=True) as store:
+        for t, (task, accs) in enumerate({"x-l1": [0.1, 0.2, 0.3], "y-l2": [0.3, 0.2, 0.1]}.items()):
+            store.add_task(task, {"log_train_size": math.log(64), "log_validation_size": math.log(256)})
+            for config, acc in zip([*CONFIGS[:3], own[t]], [*accs, 0.9], strict=True):
+                curve = [{"fidelity": 1.0, "metrics": {"val/acc": acc, "val/loss": 1.0}}]
+                store.add_run(RunRecord(task, dict(config.values), 0, "m", 1, "ok", curve=curve))
+        summary = summarize(store, SPACE.default().key())
+    assert summary["shared_configs"] == 3 and summary["own_configs_min"] == 1
+    assert summary["mean_rank_correlation"] == pytest.approx(-1.0)
+    assert summary["distinct_best"] == 2 and summary["portfolio_top1_share"] == 0.0
+    assert summary["default_best_share"] == 0.5 and summary["families"] == 2
+    assert [t["best"] for t in summary["per_task"]] == [0.9, 0.9]  # own configs count for best and median
 
 
 def test_summary_cli_json_and_table(store_path):
     run = [sys.executable, "-m", "lit_transfer", "metadata", "summary", str(store_path)]
     out = subprocess.run([*run, "--json"], capture_output=True, text=True, check=True).stdout
     data = json.loads(out)
-    assert set(data) == {"tasks", "runs", "failures", "mean_rank_correlation", "per_task"}
-    assert set(data["per_task"][0]) == {"task", "runs", "failures", "best", "median", "default"}
+    assert {"tasks", "runs", "failures", "mean_rank_correlation", "per_task", "families", "val_examples_min",
+            "shared_configs", "own_configs_min", "portfolio_top1_share", "distinct_best"} <= set(data)  # fmt: skip
+    assert {"task", "runs", "failures", "best", "median", "default", "family", "train_examples",
+            "val_examples"} <= set(data["per_task"][0])  # fmt: skip
     table = subprocess.run(run, capture_output=True, text=True, check=True).stdout
-    assert "| a | 6 | 1 | 0.500 | 0.300 | 0.100 |" in table
+    assert "| a | a | 20 | 8 | 6 | 1 | 0.500 | 0.300 | 0.100 |" in table
 
 
 def test_summary_of_a_foreign_file_is_a_clear_error(tmp_path):

@@ -139,7 +139,7 @@ def test_new_families_answer_right(world_v2):
 def test_bad_task_specs(world):
     with pytest.raises(ValueError, match="unknown task family"):
         TaskSpec("x", "poetry").generate(world)
-    with pytest.raises(ValueError, match="levels 1..2"):
+    with pytest.raises(ValueError, match=r"levels 1\.\.2"):
         TaskSpec("x", "yes_no", level=3).generate(world)
     with pytest.raises(ValueError, match="needs 2000 examples"):
         TaskSpec("x", "arithmetic", train=1800, validation=100, test=100).generate(world)
