@@ -79,3 +79,29 @@ def write_synthetic_metadataset(
 @pytest.fixture(scope="session")
 def synthetic_metadataset(tmp_path_factory):
     return str(write_synthetic_metadataset(tmp_path_factory.mktemp("synthetic") / "meta.sqlite"))
+
+
+def fit(module, datamodule, trainer):
+    """Meta-train a surrogate built by a test (no logger, no checkpoints)."""
+    import lightning as L
+
+    L.Trainer(
+        **{"accelerator": "cpu", **trainer}, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, datamodule)  # fmt: skip
+    return module
+
+
+def short_recipe(tmp_path, target, max_epochs):
+    """The shipped surrogate YAML of ``target`` with fewer epochs, for tests of the commands that train."""
+    from pathlib import Path
+
+    import yaml
+
+    from lit_transfer.surrogate.training import DEFAULT_RECIPES
+
+    config = yaml.safe_load(Path(DEFAULT_RECIPES[target]).read_text())
+    config["trainer"]["max_epochs"] = max_epochs
+    path = tmp_path / f"{target}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import fit, short_recipe
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import fit, tau
+from lit_transfer.surrogate.evaluate import tau
 from lit_transfer.surrogate.pretrained import load_pretrained, pretrained_paths, save_weights
 
 
@@ -100,7 +101,7 @@ def test_predictions_identical_after_save_and_load(trained, synthetic_metadatase
     runs, features = _runs(synthetic_metadataset, "t3")
     configs = [r.config for r in runs]
     observed = [(runs[0].config, [p["metrics"] for p in runs[0].curve[1:3]])]
-    with pytest.raises(FileNotFoundError, match=r"train_surrogates\.py"):
+    with pytest.raises(FileNotFoundError, match=r"surrogate train --metadataset"):
         load_pretrained(tmp_path / "meta.sqlite")
     perf_path, cost_path = pretrained_paths(tmp_path / "meta.sqlite")
     assert (perf_path.name, cost_path.name) == ("meta.perf.ckpt", "meta.cost.ckpt")
@@ -193,11 +194,12 @@ def test_fit_from_yaml_writes_a_loadable_checkpoint(synthetic_metadataset, tmp_p
 
 
 @pytest.mark.slow
-def test_eval_surrogates_json(synthetic_metadataset):
+def test_surrogate_evaluate_json(synthetic_metadataset, tmp_path):
     out = subprocess.run(
         [
-            sys.executable, "tools/eval_surrogates.py", "--metadata", synthetic_metadataset, "--tasks", "t0", "t3",
-            "--perf-epochs", "2", "--cost-epochs", "20", "--json",
+            sys.executable, "-m", "lit_transfer", "surrogate", "evaluate", "--metadataset", synthetic_metadataset,
+            "--tasks", "[t0,t3]", "--perf_config", short_recipe(tmp_path, "performance", 2),
+            "--cost_config", short_recipe(tmp_path, "cost", 20), "--json", "true",
         ],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
@@ -208,6 +210,19 @@ def test_eval_surrogates_json(synthetic_metadataset):
     assert [r["task"] for r in summary["per_task"]] == ["t0", "t3"]
     assert all(keys <= set(r) for r in summary["per_task"])
     assert 0.0 <= summary["coverage_95"] <= 1.0
+
+
+def test_surrogate_training_is_seeded(synthetic_metadataset, tmp_path):
+    """One path, one seed: the same recipe and data give the same weights; another seed does not."""
+    from lit_transfer.surrogate.training import train_surrogate
+
+    recipe = short_recipe(tmp_path, "performance", 1)
+    a = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"])
+    b = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"])
+    c = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"], seed=1)
+    same = [torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)]
+    other = [torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values(), strict=True)]
+    assert all(same) and not all(other)
 
 
 def test_a_freshly_trained_surrogate_can_be_copied(synthetic_metadataset):

@@ -5,12 +5,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import fit
 from scipy.stats import norm
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import fit
 from lit_transfer.tune.acquisition import (
     cost_aware_expected_improvement,
     expected_improvement,
@@ -199,3 +199,39 @@ def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
     run_tuning(RandomSearch(SPACE, evaluator.configs()), evaluator, Budget(2), state)
     with pytest.raises(ValueError, match="state of 'random' cannot be loaded into 'transfer'"):
         run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(3), state)
+
+
+@pytest.mark.slow
+def test_evaluate_twice_gives_byte_identical_summaries(synthetic_metadataset, tmp_path):
+    """One seeded surrogate-training path: the per-fold surrogates, and so the comparison, rebuild exactly."""
+    from conftest import short_recipe
+
+    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+
+    common = {
+        "metadataset": synthetic_metadataset, "methods": ["transfer", "random"], "seeds": [0], "budget_epochs": 6,
+        "tasks": ["t0", "t3"], "perf_config": short_recipe(tmp_path, "performance", 2),
+        "cost_config": short_recipe(tmp_path, "cost", 20),
+    }  # fmt: skip
+    for name in ("a", "b"):
+        evaluate(EvaluationPlan(**common, out=str(tmp_path / name)), progress=lambda message: None)
+    assert (tmp_path / "a" / "summary.json").read_bytes() == (tmp_path / "b" / "summary.json").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute", "..", ".hidden", "a/b"])
+def test_task_names_never_leave_the_output_folder(synthetic_metadataset, tmp_path, name):
+    import shutil
+
+    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+
+    path = tmp_path / "meta.sqlite"
+    shutil.copy(synthetic_metadataset, path)
+    with MetaDataset(path) as store:
+        store.conn.execute("UPDATE tasks SET task=? WHERE task='t0'", (name,))
+        store.conn.execute("UPDATE runs SET task=? WHERE task='t0'", (name,))
+    plan = EvaluationPlan(
+        metadataset=str(path), methods=["random"], seeds=[0], budget_epochs=2, tasks=[name], out=str(tmp_path / "out")
+    )
+    with pytest.raises(ValueError, match="cannot be used as a file name"):
+        evaluate(plan, progress=lambda message: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.sqlite", "out"]

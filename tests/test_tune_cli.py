@@ -12,10 +12,9 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from conftest import write_synthetic_metadataset
+from conftest import fit, write_synthetic_metadataset
 
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import fit
 from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
 from lit_transfer.tune.loop import load_state
 

@@ -26,8 +26,8 @@ import torch
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.space import SearchSpace
-from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import Recipe, fit
+from lit_transfer.surrogate import PerformanceSurrogate
+from lit_transfer.surrogate.training import train_surrogate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,18 +47,10 @@ def resampled(source: str, factor: int, out: Path, seed: int = 0) -> str:
     return str(out)
 
 
-def time_fit(path: str, perf: Recipe, cost: Recipe) -> tuple[float, PerformanceSurrogate]:
+def time_fit(path: str, perf: str, cost: str) -> tuple[float, PerformanceSurrogate]:
     start = time.perf_counter()
-    perf_module = fit(
-        PerformanceSurrogate(**perf.model_args),
-        MetaDataModule(path, batch_size=perf.batch_size),
-        {"max_epochs": perf.max_epochs},
-    )
-    fit(
-        CostSurrogate(**cost.model_args),
-        MetaDataModule(path, target="cost", batch_size=cost.batch_size),
-        {"max_epochs": cost.max_epochs},
-    )
+    perf_module = train_surrogate(perf, path)
+    train_surrogate(cost, path)
     return time.perf_counter() - start, perf_module
 
 
@@ -91,7 +83,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    perf_recipe, cost_recipe = Recipe.from_yaml(args.perf_config), Recipe.from_yaml(args.cost_config)
+    perf_recipe, cost_recipe = args.perf_config, args.cost_config
 
     result = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,13 +10,9 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
-import yaml
 from scipy.stats import kendalltau
 
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
@@ -25,40 +21,13 @@ from lit_transfer.surrogate.baselines import PlainGP, mean_config_scores
 from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.data import MetaDataModule, prefix_channels, seconds_per_epoch
 from lit_transfer.surrogate.perf import PerformanceSurrogate
+from lit_transfer.surrogate.training import DEFAULT_RECIPES, SurrogateRecipe, train_surrogate
 
 KEYS = (
     "tau_zero_shot", "tau_after_1", "tau_after_3", "coverage_95", "cost_mape",
     "baseline_tau_mean_config", "baseline_tau_plain_gp",
 )  # fmt: skip
 OBSERVED_EPOCHS = (0, 1, 3)
-
-
-@dataclass
-class Recipe:
-    """What a surrogate YAML (``configs/surrogate/*.yaml``) says about meta-training, for code that trains
-    surrogates without LightningCLI: the model's arguments (its ``space`` left to the caller), batch size, epochs,
-    seed."""
-
-    model_args: dict[str, Any]
-    batch_size: int
-    max_epochs: int
-    seed: int = 0
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> Recipe:
-        config = yaml.safe_load(Path(path).read_text())
-        model_args = {k: v for k, v in config["model"]["init_args"].items() if k != "space"}
-        batch_size = config["data"]["init_args"].get("batch_size", 128)
-        return cls(model_args, batch_size, config["trainer"]["max_epochs"], config.get("seed_everything", 0))
-
-
-def fit(module: L.LightningModule, datamodule: MetaDataModule, trainer: Mapping[str, Any]) -> L.LightningModule:
-    """Meta-train ``module`` quietly (no logger, no checkpoints): what the evaluation and benchmark need."""
-    L.Trainer(
-        **{"accelerator": "cpu", **trainer}, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(module, datamodule)  # fmt: skip
-    return module
 
 
 def tau(predicted: Any, actual: Any) -> float:
@@ -104,37 +73,41 @@ def evaluate_task(
 
 def leave_one_task_out(
     path: str,
-    perf_args: Mapping[str, Any] | None = None,
-    cost_args: Mapping[str, Any] | None = None,
-    perf_trainer: Mapping[str, Any] | None = None,
-    cost_trainer: Mapping[str, Any] | None = None,
-    batch_size: int = 128,
-    cost_batch_size: int = 128,
+    perf_recipe: str | SurrogateRecipe = DEFAULT_RECIPES["performance"],
+    cost_recipe: str | SurrogateRecipe = DEFAULT_RECIPES["cost"],
     tasks: list[str] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
-    """Hold out each task (or those in ``tasks``), meta-train on the rest, and score; means over held-out tasks."""
+    """Hold out each task (or those in ``tasks``), meta-train on the rest with the recipes (``train_surrogate``),
+    and score; means over held-out tasks."""
     with MetaDataset(path) as store:
         all_runs = [r for r in store.runs() if r.status == "ok"]
         task_features = store.tasks()
+    unknown = [t for t in tasks or [] if t not in task_features]
+    if unknown:
+        raise ValueError(f"{path}: no task(s) {', '.join(unknown)}")
     finals: dict[str, dict[str, float]] = {}
     for r in all_runs:
         finals.setdefault(r.task, {})[r.config_key] = final_score(r)
     per_task = []
     for task in tasks or sorted(task_features):
-        L.seed_everything(seed, verbose=False)
-        data = MetaDataModule(path, holdout_tasks=[task], batch_size=batch_size, seed=seed)
-        perf = fit(PerformanceSurrogate(**(perf_args or {})), data, perf_trainer or {"max_epochs": 10})
-        cost_data = MetaDataModule(path, target="cost", holdout_tasks=[task], batch_size=cost_batch_size, seed=seed)
-        cost = fit(CostSurrogate(**(cost_args or {})), cost_data, cost_trainer or {"max_epochs": 300})
-        plain_gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, seed=seed)
+        perf = train_surrogate(perf_recipe, path, holdout_tasks=[task], seed=seed)
+        cost = train_surrogate(cost_recipe, path, holdout_tasks=[task], seed=seed)
+        data = MetaDataModule(path, holdout_tasks=[task], seed=perf_seed(perf_recipe, seed))
+        data.setup()
+        plain_gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, seed=perf_seed(perf_recipe, seed))
         runs = [r for r in all_runs if r.task == task]
         per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, finals))
         progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else str(v) for k, v in per_task[-1].items()))
     summary: dict[str, Any] = {k: statistics.mean(r[k] for r in per_task) for k in KEYS}
     summary["per_task"] = per_task
     return summary
+
+
+def perf_seed(recipe: str | SurrogateRecipe, seed: int | None) -> int:
+    recipe = recipe if isinstance(recipe, SurrogateRecipe) else SurrogateRecipe.from_yaml(recipe)
+    return recipe.seed if seed is None else seed
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

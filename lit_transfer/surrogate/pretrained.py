@@ -1,9 +1,11 @@
 """Surrogates meta-trained on a meta-dataset live beside it: ``micro.sqlite`` -> ``micro.perf.ckpt`` and
-``micro.cost.ckpt``. ``tools/train_surrogates.py`` writes them; tuners load them with ``load_pretrained``."""
+``micro.cost.ckpt``. ``python -m lit_transfer surrogate train`` writes them; tuners load them with
+``load_pretrained``."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import lightning as L
@@ -24,11 +26,19 @@ def load_pretrained(metadataset: str | Path = SHIPPED_METADATASET) -> tuple[Perf
     perf_path, cost_path = pretrained_paths(metadataset)
     for path in (perf_path, cost_path):
         if not path.exists():
-            hint = f"python tools/train_surrogates.py --metadata {metadataset}"
+            hint = f"python -m lit_transfer surrogate train --metadataset {metadataset}"
             raise FileNotFoundError(f"no pretrained surrogate {path}; make it with: {hint}")
-    perf = PerformanceSurrogate.load_from_checkpoint(perf_path, map_location="cpu")
-    cost = CostSurrogate.load_from_checkpoint(cost_path, map_location="cpu")
-    return perf.eval(), cost.eval()
+    return load_surrogate(PerformanceSurrogate, perf_path), load_surrogate(CostSurrogate, cost_path)
+
+
+def load_surrogate(cls: type[L.LightningModule], path: str | Path) -> L.LightningModule:
+    """A surrogate from its weights-only checkpoint, in eval mode; an unreadable file is one clear error."""
+    try:
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable {cls.__name__} checkpoint ({type(err).__name__}: {err})") from None
 
 
 def save_weights(module: L.LightningModule, path: str | Path) -> Path:
@@ -36,7 +46,14 @@ def save_weights(module: L.LightningModule, path: str | Path) -> Path:
     path = Path(path)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
-    partial = path.with_name(path.name + ".partial")
-    trainer.save_checkpoint(partial, weights_only=True)
-    os.replace(partial, path)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        trainer.save_checkpoint(partial, weights_only=True)
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return path

@@ -10,10 +10,9 @@ state file, so an interrupted evaluation resumes where it stopped.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import logging
 import statistics
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +21,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from lit_transfer.io import FolderLock, inside, safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import final_score
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
-from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import Recipe, fit
-from lit_transfer.surrogate.pretrained import save_weights
+from lit_transfer.surrogate import CostSurrogate, PerformanceSurrogate
+from lit_transfer.surrogate.pretrained import load_surrogate, save_weights
+from lit_transfer.surrogate.training import train_surrogate
 from lit_transfer.tune.loop import Budget, incumbent_at, run_tuning
 from lit_transfer.tune.methods import METHODS, build_method
 from lit_transfer.tune.replay import ReplayEvaluator
@@ -82,27 +82,28 @@ def fold_surrogates(plan: EvaluationPlan, task: str) -> tuple[PerformanceSurroga
     folder = Path(plan.out) / "surrogates"
     folder.mkdir(parents=True, exist_ok=True)
     modules = []
-    for cls, target, config_path in (
+    for cls, target, recipe in (
         (PerformanceSurrogate, "performance", plan.perf_config),
         (CostSurrogate, "cost", plan.cost_config),
     ):
-        path = folder / f"{task}.{target}.ckpt"
+        path = inside(folder, f"{safe_name(task, 'task name')}.{target}.ckpt")
         if path.exists():
-            modules.append(cls.load_from_checkpoint(path, map_location="cpu"))
+            modules.append(load_surrogate(cls, path))
             continue
-        recipe = Recipe.from_yaml(config_path)
-        data = MetaDataModule(plan.metadataset, target=target, holdout_tasks=[task], batch_size=recipe.batch_size)
-        module = fit(cls(space=plan.space, **recipe.model_args), data, {"max_epochs": recipe.max_epochs})
+        module = train_surrogate(recipe, plan.metadataset, holdout_tasks=[task], space=plan.space)
         save_weights(module, path)
-        modules.append(module.eval())
+        modules.append(module)
     return modules[0], modules[1]
 
 
 def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the comparison; writes results and returns ``summary.json``'s content."""
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     out = Path(plan.out)
+    with FolderLock(out, "evaluate"):
+        return _evaluate(plan, out, progress)
+
+
+def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) -> dict[str, Any]:
     with MetaDataset(plan.metadataset) as store:
         task_features = store.tasks()
         finals = {t: [final_score(r) for r in store.runs(t)] for t in task_features}
@@ -127,7 +128,7 @@ def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> d
                     plan.metadataset, exclude_task=task, seed=seed, acquisition=plan.acquisition, horizon=plan.horizon,
                     quicktune_refit_steps=plan.quicktune_refit_steps, dyhpo_refit_steps=plan.dyhpo_refit_steps,
                 )  # fmt: skip
-                state = out / "states" / task / f"{method}-{seed}.json"
+                state = inside(out, "states", safe_name(task, "task name"), f"{method}-{seed}.json")
                 state.parent.mkdir(parents=True, exist_ok=True)
                 history = run_tuning(optimizer, evaluator, Budget(plan.budget_epochs), state)
                 for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
@@ -183,12 +184,13 @@ def _write(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "table.md").write_text(format_table(summary) + "\n")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    write_atomic(out / "table.md", format_table(summary) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "results.csv", table.getvalue())
     fractions = sorted({r["fraction"] for r in rows})
     for key, ylabel, name in (
         ("normalized_regret", "normalized regret", "regret.png"),
