@@ -75,7 +75,7 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
     "method",
     ["transfer", "transfer_next", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random", "optuna_tpe"],
 )
-def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset):
+def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset, tmp_path):
     evaluator, features = task
     perf, cost = surrogates
     candidates = evaluator.configs()
@@ -88,7 +88,7 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
-        "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1),
+        "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1, storage=str(tmp_path / "optuna.journal")),
     }[method]()
     history = run_tuning(optimizer, evaluator, Budget(20, "epochs"))
     assert len(history) == 20 and history[-1].spent == 20
@@ -158,14 +158,20 @@ def test_resume_from_state_file_loses_and_repeats_nothing(task, surrogates, tmp_
 
 def test_optuna_prunes_and_resumes(task, tmp_path):
     evaluator, _ = task
-    state = tmp_path / "optuna.json"
-    first = run_tuning(OptunaTPE(SPACE, evaluator.configs(), startup_trials=2), evaluator, Budget(60), state)
-    saved = load_state(state).optimizer
-    assert any(item["pruned"] for item in saved["finished"])  # the median pruner stopped some trials early
-    resumed = OptunaTPE(SPACE, evaluator.configs(), startup_trials=2)
+    state, journal = tmp_path / "optuna.json", str(tmp_path / "optuna.journal")
+    first = run_tuning(OptunaTPE(SPACE, evaluator.configs(), startup_trials=2, storage=journal), evaluator,
+                       Budget(60), state)  # fmt: skip
+    done = OptunaTPE(SPACE, evaluator.configs(), startup_trials=2, storage=journal).study.trials
+    assert any(t.state.name == "PRUNED" for t in done)  # the median pruner stopped some trials early
+    # TPE is told the point that was evaluated: every modelled trial's parameters are a candidate's
+    keys = {c["learning_rate"] for c in evaluator.configs()}
+    assert all(t.params["learning_rate"] in keys for t in done if t.state.name in ("COMPLETE", "PRUNED", "RUNNING"))
+    resumed = OptunaTPE(SPACE, evaluator.configs(), startup_trials=2, storage=journal)
     history = run_tuning(resumed, evaluator, Budget(75), state)
     assert [s.config_key for s in history[:60]] == [s.config_key for s in first]
-    assert len(history) == 75 and len(resumed.study.trials) >= len(saved["finished"])
+    assert len(history) == 75
+    modelled = [t for t in resumed.study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(modelled) > len([t for t in done if t.state.name in ("COMPLETE", "PRUNED")])
 
 
 def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):

@@ -124,6 +124,7 @@ def tune(
         optimizer = build_method(
             method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
             lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
+            optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
         evaluator = FinetuneEvaluator(data, settings, out)
         history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step)

@@ -35,9 +35,11 @@ def build_method(
     horizon: str = "final",
     quicktune_refit_steps: int = 20,
     dyhpo_refit_steps: int = 30,
+    optuna_storage: str | None = None,
 ) -> Optimizer:
     """The method ``name`` for a task; ``surrogates()`` is only called by the methods that need them, and
-    ``metadataset`` (without ``exclude_task``) is where the portfolio comes from."""
+    ``metadataset`` (without ``exclude_task``) is where the portfolio comes from; ``optuna_storage`` is the journal
+    file of Optuna's study (what it resumes from)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     if name in ("transfer", "quicktune", "dyhpo"):
@@ -53,5 +55,7 @@ def build_method(
         return DyHPO(space, candidates, refit_steps=dyhpo_refit_steps, **common)
     if name == "portfolio":
         return Portfolio(space, portfolio(metadataset, exclude=exclude_task), seed=seed)
-    simple = {"default": Default, "zero_shot": ZeroShot, "random": RandomSearch, "optuna_tpe": OptunaTPE}
+    if name == "optuna_tpe":
+        return OptunaTPE(space, candidates, seed=seed, storage=optuna_storage)
+    simple = {"default": Default, "zero_shot": ZeroShot, "random": RandomSearch}
     return simple[name](space, candidates, seed=seed)

@@ -316,17 +316,22 @@ class OptunaTPE(Optimizer):
 
     Each Optuna trial trains one config epoch by epoch, reporting the metric; the median pruner stops it early
     when it trails the other trials at the same epoch. With a candidate set, TPE's suggestion is snapped to the
-    nearest candidate (in the space's encoding). Needs ``pip install optuna`` (the ``optuna`` extra).
+    nearest candidate (in the space's encoding), and TPE is told the parameters of that candidate — the point
+    actually evaluated — not its own suggestion (the suggestion is closed as failed, which TPE does not model).
+    The history lives in Optuna's own storage: with ``storage`` (a journal file) a resumed run reloads the study
+    from it. Needs ``pip install optuna`` (the ``optuna`` extra).
 
     Args:
         startup_trials: random trials before TPE models the results.
+        storage: journal file of the study (``None``: in memory, not resumable).
     """
 
     name = "optuna_tpe"
+    study_name = "lit_transfer"
 
     def __init__(
         self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]] | None = None,
-        startup_trials: int = 5, **kwargs: Any,
+        startup_trials: int = 5, storage: str | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
         try:
             import optuna
@@ -334,15 +339,23 @@ class OptunaTPE(Optimizer):
             raise ImportError("OptunaTPE needs optuna: pip install 'lit_transfer[optuna]'") from err
         super().__init__(space, candidates, **kwargs)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.optuna, self.startup_trials = optuna, startup_trials
-        self.study = self._new_study()
+        self.optuna, self.startup_trials, self.storage = optuna, startup_trials, storage
+        self.study = self._study()
         self.current: tuple[Any, dict[str, Any]] | None = None  # (optuna trial, config)
-        self.finished: list[dict[str, Any]] = []  # what state_dict replays into a new study
 
-    def _new_study(self) -> Any:
+    def _study(self) -> Any:
         sampler = self.optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.startup_trials)
         pruner = self.optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=1)
-        return self.optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+        storage = None
+        if self.storage is not None:
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            storage = JournalStorage(JournalFileBackend(str(self.storage)))
+        return self.optuna.create_study(
+            study_name=self.study_name, storage=storage, load_if_exists=True, direction="maximize", sampler=sampler,
+            pruner=pruner,
+        )  # fmt: skip
 
     def _distributions(self) -> dict[str, Any]:
         d = self.optuna.distributions
@@ -355,9 +368,7 @@ class OptunaTPE(Optimizer):
         return out
 
     def _snap(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """TPE's suggestion, or with a candidate set the nearest candidate not yet trained to the last epoch."""
-        if self.candidates is None:
-            return dict(params)
+        """The nearest candidate not yet trained to the last epoch (in the space's encoding)."""
         pool = self.pool()
         target = self.space.encode(params)
         distances = [float(np.sum((self.space.encode(c) - target) ** 2)) for c in pool]
@@ -367,53 +378,43 @@ class OptunaTPE(Optimizer):
         if self.current is None:
             if self.candidates is not None and not self.pool():
                 return None
-            trial = self.study.ask(self._distributions())
-            self.current = (trial, self._snap(trial.params))
+            distributions = self._distributions()
+            suggestion = self.study.ask(distributions)
+            if self.candidates is None:
+                self.current = (suggestion, dict(suggestion.params))
+            else:
+                config = self._snap(suggestion.params)
+                self.study.tell(suggestion, state=self.optuna.trial.TrialState.FAIL)  # not what was evaluated
+                self.study.enqueue_trial(config)
+                self.current = (self.study.ask(distributions), config)
         config = self.current[1]
         return Trial(config, self.epochs_done(config) + 1)
 
     def tell(self, trial: Trial, curve: Sequence[Mapping[str, float]], seconds: float = 0.0) -> None:
         super().tell(trial, curve, seconds)
-        optuna_trial, config = self.current
+        optuna_trial = self.current[0]
         optuna_trial.report(self.value(curve[-1]), step=trial.fidelity)
         if trial.fidelity >= self.max_epochs:
-            self._finish(optuna_trial, config, curve, pruned=False)
+            self._finish(optuna_trial, curve, pruned=False)
         elif optuna_trial.should_prune():
-            self._finish(optuna_trial, config, curve, pruned=True)
+            self._finish(optuna_trial, curve, pruned=True)
 
-    def _finish(self, optuna_trial: Any, config: dict[str, Any], curve: Sequence[Mapping[str, float]], pruned: bool):
-        values = [self.value(p) for p in curve]
+    def _finish(self, optuna_trial: Any, curve: Sequence[Mapping[str, float]], pruned: bool) -> None:
         state = self.optuna.trial.TrialState.PRUNED if pruned else self.optuna.trial.TrialState.COMPLETE
-        self.study.tell(optuna_trial, None if pruned else values[-1], state=state)
-        self.finished.append(
-            {"params": optuna_trial.params, "values": values, "pruned": pruned, "config": dict(config)}
-        )  # fmt: skip
+        self.study.tell(optuna_trial, None if pruned else self.value(curve[-1]), state=state)
         self.current = None
 
     def state_dict(self) -> dict[str, Any]:
-        current = None if self.current is None else {"params": self.current[0].params, "config": self.current[1]}
-        return {**super().state_dict(), "finished": self.finished, "current": current}
+        current = None if self.current is None else {"number": self.current[0].number, "config": self.current[1]}
+        return {**super().state_dict(), "current": current, "storage": self.storage}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self.study, self.finished, self.current = self._new_study(), [], None
-        distributions = self._distributions()
-        for item in state["finished"]:
-            TrialState = self.optuna.trial.TrialState
-            self.study.add_trial(
-                self.optuna.trial.create_trial(
-                    state=TrialState.PRUNED if item["pruned"] else TrialState.COMPLETE,
-                    value=None if item["pruned"] else item["values"][-1],
-                    params=item["params"], distributions=distributions,
-                    intermediate_values={i + 1: v for i, v in enumerate(item["values"])},
-                )
-            )  # fmt: skip
-            self.finished.append(item)
-        if state["current"] is not None:
-            self.study.enqueue_trial(state["current"]["params"])
-            trial = self.study.ask(distributions)
-            config = state["current"]["config"]
-            curve = self.observed.get(PipelineConfig(config).key(), (config, []))[1]
-            for epoch, point in enumerate(curve, start=1):
-                trial.report(self.value(point), step=epoch)
-            self.current = (trial, config)
+        if self.storage is None and self.observed:
+            raise ValueError("OptunaTPE resumes from its study's journal: give it `storage`")
+        self.study, self.current = self._study(), None
+        current = state.get("current")
+        if current is not None:
+            frozen = self.study.trials[current["number"]]
+            if frozen.state == self.optuna.trial.TrialState.RUNNING:  # continue the trial in flight
+                self.current = (self.optuna.trial.Trial(self.study, frozen._trial_id), current["config"])
