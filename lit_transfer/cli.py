@@ -23,6 +23,7 @@ from lit_transfer.surrogate.training import DEFAULT_RECIPES
 from lit_transfer.tune.commands import resolve_path
 from lit_transfer.tune.evaluate import EvaluationPlan
 
+Method = Literal["transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe"]
 TRAINER_COMMANDS = ("fit", "validate", "test")
 
 
@@ -205,23 +206,11 @@ def surrogate_evaluate(
     print(json_module.dumps(summary) if json else quality_table(summary))
 
 
-def _quiet_trials() -> None:
-    """Trials are many short Trainer runs: one progress line per trial step, not each run's banners."""
-    import logging
-    import warnings
-
-    import transformers
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    transformers.utils.logging.disable_progress_bar()
-
-
 def tune(
-    data: str, budget: str | float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds", method: Method = "transfer",
+    acquisition: Literal["ei", "cost_ei", "ucb"] = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
-    candidates: int = 1000, seed: int = 0, horizon: str = "final",
+    candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -240,32 +229,38 @@ def tune(
         seed: seed of the method and of training.
         horizon: final | next: the epoch surrogate methods score a candidate at.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from lit_transfer.tune.commands import resolve_path
     from lit_transfer.tune.commands import tune as run_tune
     from lit_transfer.tune.finetuning import trial_id
-
-    _quiet_trials()
-
-    writer = SummaryWriter(f"{out}/tensorboard")
-
-    def on_step(step) -> None:
-        writer.add_scalar("tune/incumbent", step.incumbent, global_step=round(step.spent))
-        writer.add_scalar("tune/value", step.value, global_step=round(step.spent))
-        writer.flush()
-        done = f"spent {step.spent:8.1f} {budget_unit}"
-        trial = f"trial {trial_id(step.config_key)} epoch {step.fidelity}"
-        print(f"{done}: {trial} -> {step.value:.3f}, best {step.incumbent:.3f}")
-
     from lit_transfer.tune.loop import parse_duration
 
+    writers = []  # TensorBoard, opened with the first step (once tune holds its folder)
+
+    def on_start(trial) -> None:
+        print(f"trial {trial_id(trial.key)} epoch {trial.fidelity}: training ...", flush=True)
+
+    def on_step(step) -> None:
+        if not writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writers.append(SummaryWriter(f"{out}/tensorboard"))
+        writers[0].add_scalar("tune/incumbent", step.incumbent, global_step=round(step.spent))
+        writers[0].add_scalar("tune/value", step.value, global_step=round(step.spent))
+        writers[0].flush()
+        print(
+            f"spent {step.spent:8.1f} {budget_unit} | trial {trial_id(step.config_key)} epoch {step.fidelity} | "
+            f"val/acc {step.value:.3f} (best {step.incumbent:.3f}) | step {step.seconds:.1f} s",
+            flush=True,
+        )
+
     amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
-    result = run_tune(
-        data, amount, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
-        seed=seed, horizon=horizon, on_step=on_step,
-    )  # fmt: skip
-    writer.close()
+    try:
+        result = run_tune(
+            data, amount, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
+            seed=seed, horizon=horizon, on_step=on_step, on_start=on_start,
+        )  # fmt: skip
+    finally:
+        for writer in writers:
+            writer.close()
     print(json_module.dumps(result, indent=2, default=str))
 
 

@@ -101,6 +101,7 @@ def tune(
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
     horizon: str = "final", on_step: Callable[[Step], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter."""
@@ -127,7 +128,7 @@ def tune(
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
         evaluator = FinetuneEvaluator(data, settings, out)
-        history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step)
+        history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step, on_start)
         chosen, value = optimizer.best()
         result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
         if chosen is None:

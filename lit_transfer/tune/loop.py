@@ -84,6 +84,7 @@ def run_tuning(
     budget: Budget,
     state_path: str | Path | None = None,
     on_step: Callable[[Step], None] | None = None,
+    on_start: Callable[[Trial], None] | None = None,
 ) -> list[Step]:
     """Tune until the budget is spent or the method stops; returns the history (resumed history included)."""
     state = TuningState(optimizer.state_dict())
@@ -94,6 +95,8 @@ def run_tuning(
         trial = optimizer.ask()
         if trial is None:
             break
+        if on_start is not None:
+            on_start(trial)
         curve, seconds = _run_with_retry(evaluator, trial)
         optimizer.tell(trial, curve, seconds)
         state.spent += budget.charge(seconds)
