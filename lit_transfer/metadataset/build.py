@@ -68,6 +68,8 @@ class BuildPlan:
         generate_tasks: write the synthetic tasks into ``tasks_dir`` before building.
         world_seed: seed of the generated world the tasks ask about (its size is the suite's).
         space: search-space YAML.
+        shared_space: search-space YAML the shared configs are sampled from (default: ``space``); a region inside
+            ``space`` (every sampled config is checked against it).
         shared_configs: configs every task runs, the default config included.
         own_configs: configs each task runs besides, sampled with the task's own seed.
         sample_seed: seed of the quasi-random sample of shared configs.
@@ -87,6 +89,7 @@ class BuildPlan:
     generate_tasks: bool = True
     world_seed: int = 0
     space: str = str(DEFAULT_SPACE)
+    shared_space: str | None = None
     shared_configs: int = 64
     own_configs: int = 0
     sample_seed: int = 0
@@ -117,7 +120,9 @@ class BuildPlan:
     def configs(self) -> list[PipelineConfig]:
         """The shared core: the default config first, then a scrambled-Sobol sample."""
         space = self.search_space()
-        return [space.default(), *space.sample(self.shared_configs - 1, seed=self.sample_seed)]
+        region = SearchSpace.from_yaml(self.shared_space) if self.shared_space else space
+        sampled = region.sample(self.shared_configs - 1, seed=self.sample_seed)
+        return [space.default(), *(space.config(c.values) for c in sampled)]
 
     def own(self, spec: TaskSpec) -> list[PipelineConfig]:
         """The configs only ``spec`` runs, sampled with its seed (a scramble no other task shares)."""
