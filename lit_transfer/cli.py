@@ -334,6 +334,20 @@ def run_trainer_command(argv: list[str] | None) -> None:
             fail(f"the run ended {callback.status}: {callback.message} (its curve is in {where})", 1)
 
 
+def _packaged_configs(argv: list[str]) -> list[str]:
+    """``--config configs/...`` works from any folder: a config path that does not exist here is looked up among the
+    configs shipped in the package."""
+    from lit_transfer.resources import resolve
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + resolve(arg.split("=", 1)[1])
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from lit_transfer.quiet import silence
 
@@ -351,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}", 2)
     if argv[:2] == ["metadata", "summary"]:
         argv = _summary_args(argv)
+    argv = _packaged_configs(argv)
+    if from_command_line:
+        sys.argv = [sys.argv[0], *argv]
     try:
         if argv[0] in TRAINER_COMMANDS:
             run_trainer_command(None if from_command_line else argv)  # LightningCLI reads sys.argv itself

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lit_transfer.resources import CONFIGS
+
 KINDS = ("categorical", "ordinal", "float")
-DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "configs" / "space" / "default.yaml"
+DEFAULT_SPACE = CONFIGS / "space" / "default.yaml"
 # where each hyperparameter goes in a fit config; the rest are FinetuneModule arguments
 _DATA_ARGS = {"batch_size"}
 _TRAINER_ARGS = {"gradient_clip": "gradient_clip_val"}

@@ -28,6 +28,7 @@ from lit_transfer.io import FolderLock
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.tasks import SUITES, TaskSpec, suite_world
 from lit_transfer.metadataset.world import World
+from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 
 
@@ -101,6 +102,8 @@ class BuildPlan:
     accelerator: str = "cpu"
 
     def __post_init__(self) -> None:
+        self.space = resolve(self.space)
+        self.shared_space = None if self.shared_space is None else resolve(self.shared_space)
         if self.suite not in SUITES:
             raise ValueError(f"unknown task suite {self.suite!r}; known: {', '.join(SUITES)}")
         if self.shared_configs < 1 or self.own_configs < 0:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from lit_transfer.resources import ASSETS
 from lit_transfer.space import PipelineConfig
 
 SCHEMA_VERSION = 1
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS curves (
 
 
 # the meta-dataset shipped with the package (built by configs/metadata/micro.yaml)
-SHIPPED_METADATASET = str(Path(__file__).resolve().parents[2] / "assets" / "metadata" / "micro.sqlite")
+SHIPPED_METADATASET = str(ASSETS / "metadata" / "micro.sqlite")
 
 
 class MetaDatasetError(ValueError):

@@ -17,10 +17,11 @@ import lightning as L
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from lit_transfer.resources import CONFIGS
+
 DEFAULT_RECIPES = {
-    "performance": str(ROOT / "configs" / "surrogate" / "perf_dkgp.yaml"),
-    "cost": str(ROOT / "configs" / "surrogate" / "cost_mlp.yaml"),
+    "performance": str(CONFIGS / "surrogate" / "perf_dkgp.yaml"),
+    "cost": str(CONFIGS / "surrogate" / "cost_mlp.yaml"),
 }
 
 

@@ -13,15 +13,11 @@ import yaml
 from lit_transfer.finetune.run import fit_config
 from lit_transfer.io import write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
+from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.tune.loop import Budget, Step, run_tuning
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve_path(path: str) -> str:
-    """A path as given, or relative to the project root (where the shipped meta-dataset names its model)."""
-    return path if Path(path).exists() or not (ROOT / path).exists() else str(ROOT / path)
+resolve_path = resolve  # a path as given, or the packaged file it names (where recorded runs name their model)
 
 
 def meta_base_model(metadataset: str) -> str:

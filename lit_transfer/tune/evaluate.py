@@ -24,16 +24,16 @@ from scipy.stats import rankdata
 from lit_transfer.io import FolderLock, inside, safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import final_score
+from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate import CostSurrogate, PerformanceSurrogate
 from lit_transfer.surrogate.pretrained import load_surrogate, save_weights
-from lit_transfer.surrogate.training import train_surrogate
+from lit_transfer.surrogate.training import DEFAULT_RECIPES, train_surrogate
 from lit_transfer.tune.loop import Budget, incumbent_at, run_tuning
 from lit_transfer.tune.methods import METHODS, build_method
 from lit_transfer.tune.replay import ReplayEvaluator
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -65,12 +65,14 @@ class EvaluationPlan:
     horizon: str = "final"
     quicktune_refit_steps: int = 20
     dyhpo_refit_steps: int = 30
-    perf_config: str = str(ROOT / "configs/surrogate/perf_dkgp.yaml")
-    cost_config: str = str(ROOT / "configs/surrogate/cost_mlp.yaml")
+    perf_config: str = DEFAULT_RECIPES["performance"]
+    cost_config: str = DEFAULT_RECIPES["cost"]
     space: str = str(DEFAULT_SPACE)
     out: str = "runs/evaluate/loto"
 
     def __post_init__(self) -> None:
+        self.metadataset, self.space = resolve(self.metadataset), resolve(self.space)
+        self.perf_config, self.cost_config = resolve(self.perf_config), resolve(self.cost_config)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")

@@ -1,0 +1,25 @@
+"""Files shipped inside the package — search spaces and configs (``configs/``), base models, the experience and its
+pretrained surrogates (``assets/``) — found wherever lit_transfer is installed, not only in a checkout.
+
+Paths written relative to the project (``configs/tune/demo.yaml``, ``assets/models/world-phi3-v2``, as the README
+and the recorded runs name them) are used as given when they exist, and otherwise found in the package.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+PACKAGE = Path(str(files("lit_transfer")))
+CONFIGS = PACKAGE / "configs"
+ASSETS = PACKAGE / "assets"
+
+
+def resolve(path: str | Path) -> str:
+    """``path`` if it exists; else the packaged file of that name (``configs/...`` or ``assets/...``); else ``path``
+    unchanged (a hub name, or a path whose absence the caller reports)."""
+    given = Path(path).expanduser()
+    if given.exists() or given.is_absolute():
+        return str(path)
+    packaged = PACKAGE / given
+    return str(packaged) if packaged.exists() else str(path)
