@@ -32,6 +32,7 @@ def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI
     return LightningCLI(
         LightningModule,
         LightningDataModule,
+        parser_kwargs={"exit_on_error": False},
         subclass_mode_model=True,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
@@ -323,11 +324,26 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _condensed(message: str, argv: list[str]) -> str:
+    """One line from jsonargparse's report of a config that does not validate: the config file and the reasons our
+    classes gave (not the alternatives it also tried)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    reasons = [line[2:] for line in lines if line.startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+    config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
+    text = "; ".join(reasons) if reasons else lines[0] if lines else message
+    return f"{config}: {text}" if config and config not in text else text
+
+
 def run_trainer_command(argv: list[str] | None) -> None:
     """LightningCLI; a run that diverged or ran out of memory exits 1 with its status (after its curve is saved)."""
+    from jsonargparse import ArgumentError
+
     from lit_transfer.finetune.curves import LearningCurve
 
-    cli = trainer_cli(argv)
+    try:
+        cli = trainer_cli(argv)
+    except ArgumentError as err:
+        raise ValueError(_condensed(str(err), argv if argv is not None else sys.argv[1:])) from None
     for callback in getattr(cli.trainer, "callbacks", []):
         if isinstance(callback, LearningCurve) and callback.status in ("diverged", "oom"):
             where = callback.path or "curve.json"
@@ -376,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     except _usage_errors() as err:
         if debug:
             raise
-        fail(str(err), 2)
+        fail(_condensed(str(err), argv) if "\n" in str(err) else str(err), 2)
     except _run_errors() as err:
         if debug:
             raise

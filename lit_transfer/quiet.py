@@ -19,6 +19,7 @@ _WARNINGS = [
     (UserWarning, r".*Trying to infer the `batch_size`.*"),
     (UserWarning, r".*Checkpoint directory .* exists and is not empty.*"),
     (UserWarning, r".*LeafSpec.*"),
+    (UserWarning, r".*LightningCLI's args parameter is intended.*"),
     (FutureWarning, r".*"),
     (DeprecationWarning, r".*"),
 ]

@@ -38,7 +38,8 @@ def load_surrogate(cls: type[L.LightningModule], path: str | Path) -> L.Lightnin
     except FileNotFoundError:
         raise
     except Exception as err:
-        raise ValueError(f"{path}: not a readable {cls.__name__} checkpoint ({type(err).__name__}: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ValueError(f"{path}: not a readable {cls.__name__} checkpoint ({type(err).__name__}: {first})") from None
 
 
 def save_weights(module: L.LightningModule, path: str | Path) -> Path:
