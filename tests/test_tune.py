@@ -17,7 +17,7 @@ from lit_transfer.tune.acquisition import (
     upper_confidence_bound,
 )
 from lit_transfer.tune.loop import Budget, incumbent_at, load_state, parse_duration, run_tuning
-from lit_transfer.tune.optimizers import DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
+from lit_transfer.tune.methods import DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
 from lit_transfer.tune.replay import ReplayEvaluator, portfolio
 
 SPACE = SearchSpace.from_yaml()

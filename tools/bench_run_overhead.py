@@ -31,7 +31,7 @@ from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_task
 from lit_transfer.quiet import silence
 from lit_transfer.space import SearchSpace
 from lit_transfer.tune.finetuning import FinetuneEvaluator
-from lit_transfer.tune.optimizers import Trial
+from lit_transfer.tune.methods.base import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.tune.commands import experience_settings
 from lit_transfer.tune.finetuning import FinetuneEvaluator
 from lit_transfer.tune.loop import load_state
-from lit_transfer.tune.optimizers import Trial
+from lit_transfer.tune.methods.base import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the environment every tune run gets

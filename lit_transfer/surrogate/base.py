@@ -4,8 +4,9 @@ learned from the training tasks, and the optimizer."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 
@@ -43,3 +44,36 @@ class SurrogateModule(LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+@runtime_checkable
+class PerformancePredictor(Protocol):
+    """What tuning methods use of a performance surrogate — and nothing else of it."""
+
+    def predict(
+        self, configs: Sequence[Mapping[str, Any]], task_features: Mapping[str, float],
+        curves: Sequence[Sequence[Mapping[str, float]]] | None = None, fidelity: int | Sequence[int] | None = None,
+        observed: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]] = (),
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Mean and std of the metric of ``configs`` at ``fidelity``, given their curves so far and conditioned on
+        the task's ``observed`` (config, curve) pairs."""
+
+    def refit(
+        self, observed: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]],
+        task_features: Mapping[str, float], steps: int = 20, lr: float = 1e-3, seed: int = 0,
+    ) -> None:  # fmt: skip
+        """Fit the model's weights to one task's observations, starting from where ``reset`` goes back to."""
+
+    def reset(self) -> None:
+        """Back to the meta-learned weights."""
+
+    def untrained(self) -> PerformancePredictor:
+        """The same model without meta-learning."""
+
+
+@runtime_checkable
+class CostPredictor(Protocol):
+    """What tuning methods use of a cost surrogate."""
+
+    def predict_seconds(self, configs: Sequence[Mapping[str, Any]], task_features: Mapping[str, float]) -> np.ndarray:
+        """Predicted seconds of one epoch of each config on the task."""

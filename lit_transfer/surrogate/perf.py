@@ -11,6 +11,7 @@ observation it predicts from the learned mean with the learned prior variance.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -200,3 +201,39 @@ class PerformanceSurrogate(SurrogateModule):
         if self.hparams.metric_range is not None:
             mean = mean.clamp(*self.hparams.metric_range)
         return mean.cpu().numpy(), std.cpu().numpy()
+
+    # ------------------------------------------------------------------ adapting to one task
+    def refit(
+        self, observed: Observed, task_features: Mapping[str, float], steps: int = 20, lr: float = 1e-3, seed: int = 0
+    ) -> None:
+        """From the weights it was meta-trained to (``reset``), ``steps`` Adam steps of its own loss on one task's
+        observations (task-specific Bayesian optimization, as QuickTune does); fewer than two observations leave it
+        as it is."""
+        self.reset()
+        batch = self.encoding.observations(observed, task_features)
+        if batch is None or len(batch["target"]) < 2:
+            return
+        batch = {k: v[-self.hparams.max_context :] for k, v in batch.items()}
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.train()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for _ in range(steps):
+                optimizer.zero_grad()
+                self.loss(batch).backward()
+                optimizer.step()
+        self.eval()
+
+    def reset(self) -> None:
+        """Back to the weights it had when it was first refit (its meta-learned ones)."""
+        if getattr(self, "_meta_weights", None) is None:
+            self._meta_weights = copy.deepcopy(self.state_dict())
+        else:
+            self.load_state_dict(self._meta_weights)
+
+    def untrained(self) -> PerformanceSurrogate:
+        """The same model with fresh weights (no meta-learning) and this one's task-feature normalization."""
+        fresh = type(self)(**dict(self.hparams))
+        task_buffers = {k: v for k, v in self.state_dict().items() if k.startswith("task_")}
+        fresh.load_state_dict({**fresh.state_dict(), **task_buffers})
+        return fresh.eval()

@@ -118,19 +118,19 @@ def tune(
     check_model(settings.base_model)
     with FolderLock(out, "tune"):
         features = task_features_of(data, settings)
-        optimizer = build_method(
+        tuner = build_method(
             method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
             lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
         evaluator = FinetuneEvaluator(data, settings, out)
-        history = run_tuning(optimizer, evaluator, budget_, Path(out) / "state.json", on_step, on_start)
-        chosen, value = optimizer.best()
+        history = run_tuning(tuner, evaluator, budget_, Path(out) / "state.json", on_step, on_start)
+        chosen, value = tuner.best()
         result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
         if chosen is None:
             result.update(config=None, message="no trial finished within the budget")
         else:
-            epochs = optimizer.epochs_done(chosen)
+            epochs = tuner.epochs_done(chosen)
             test = evaluator.test(chosen)
             adapter = evaluator.folder(chosen) / "checkpoints" / "best"
             result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=str(adapter))

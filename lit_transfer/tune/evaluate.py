@@ -127,13 +127,13 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
             for seed in plan.seeds:
                 state = inside(out, "states", safe_name(task, "task name"), f"{method}-{seed}.json")
                 state.parent.mkdir(parents=True, exist_ok=True)
-                optimizer = build_method(
+                tuner = build_method(
                     method, SearchSpace.from_yaml(plan.space), evaluator.configs(), task_features[task], surrogates,
                     plan.metadataset, exclude_task=task, seed=seed, acquisition=plan.acquisition, horizon=plan.horizon,
                     quicktune_refit_steps=plan.quicktune_refit_steps, dyhpo_refit_steps=plan.dyhpo_refit_steps,
                     optuna_storage=str(state.with_suffix(".optuna.journal")),
                 )  # fmt: skip
-                history = run_tuning(optimizer, evaluator, Budget(plan.budget_epochs), state)
+                history = run_tuning(tuner, evaluator, Budget(plan.budget_epochs), state)
                 for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
                     incumbent = incumbent_at(history, fraction * plan.budget_epochs, start)
                     regret = (best - incumbent) / (best - worst) if best > worst else 0.0

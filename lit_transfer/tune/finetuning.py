@@ -21,7 +21,7 @@ from lit_transfer.finetune.curves import read_curve
 from lit_transfer.finetune.run import CURVE_FILE, RunError, RunSettings, fit_config, instantiate, train
 from lit_transfer.io import inside, write_atomic
 from lit_transfer.space import PipelineConfig
-from lit_transfer.tune.optimizers import Trial
+from lit_transfer.tune.methods.base import Trial
 
 
 def trial_id(config_key: str) -> str:

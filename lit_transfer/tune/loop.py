@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from lit_transfer.finetune.run import RunError
 from lit_transfer.io import write_json_atomic
-from lit_transfer.tune.optimizers import Optimizer, Trial
+from lit_transfer.tune.methods.base import Trial, TuningMethod
 
 
 class Evaluator(Protocol):
@@ -73,13 +73,13 @@ class Step:
 
 @dataclass
 class TuningState:
-    optimizer: dict[str, Any]
+    method: dict[str, Any]
     history: list[Step] = field(default_factory=list)
     spent: float = 0.0
 
 
 def run_tuning(
-    optimizer: Optimizer,
+    method: TuningMethod,
     evaluator: Evaluator,
     budget: Budget,
     state_path: str | Path | None = None,
@@ -87,22 +87,22 @@ def run_tuning(
     on_start: Callable[[Trial], None] | None = None,
 ) -> list[Step]:
     """Tune until the budget is spent or the method stops; returns the history (resumed history included)."""
-    state = TuningState(optimizer.state_dict())
+    state = TuningState(method.state_dict())
     if state_path is not None and Path(state_path).exists():
         state = load_state(state_path)
-        optimizer.load_state_dict(state.optimizer)
+        method.load_state_dict(state.method)
     while state.spent < budget.amount:
-        trial = optimizer.ask()
+        trial = method.ask()
         if trial is None:
             break
         if on_start is not None:
             on_start(trial)
         curve, seconds = _run_with_retry(evaluator, trial)
-        optimizer.tell(trial, curve, seconds)
+        method.tell(trial, curve, seconds)
         state.spent += budget.charge(seconds)
-        step = Step(trial.key, trial.fidelity, optimizer.value(curve[-1]), seconds, state.spent, optimizer.best()[1])
+        step = Step(trial.key, trial.fidelity, method.value(curve[-1]), seconds, state.spent, method.best()[1])
         state.history.append(step)
-        state.optimizer = optimizer.state_dict()
+        state.method = method.state_dict()
         if state_path is not None:
             save_state(state, state_path)
         if on_step is not None:
@@ -126,7 +126,7 @@ def save_state(state: TuningState, path: str | Path) -> None:
 def load_state(path: str | Path) -> TuningState:
     try:
         raw = json.loads(Path(path).read_text())
-        return TuningState(raw["optimizer"], [Step(**s) for s in raw["history"]], raw["spent"])
+        return TuningState(raw["method"], [Step(**s) for s in raw["history"]], raw["spent"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a tuning state file ({err})") from None
 

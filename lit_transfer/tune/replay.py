@@ -11,7 +11,7 @@ from typing import Any
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError, RunRecord
 from lit_transfer.metadataset.summary import final_score
-from lit_transfer.tune.optimizers import Trial
+from lit_transfer.tune.methods.base import Trial
 
 
 class ReplayEvaluator:

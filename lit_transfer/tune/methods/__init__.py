@@ -1,4 +1,6 @@
-"""Tuning methods by name, built the same way for the evaluation (replay) and for real tuning."""
+"""Tuning methods behind one ask/tell interface (``TuningMethod``), by name, built the same way for the evaluation
+(replay) and for real tuning: ``base`` (the interface and observations), ``baselines`` (zero-shot, default,
+portfolio, random), ``surrogate`` (Transfer, QuickTune, DyHPO) and ``optuna_tpe``."""
 
 from __future__ import annotations
 
@@ -6,17 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lit_transfer.space import SearchSpace
-from lit_transfer.tune.optimizers import (
-    Default,
-    DyHPO,
-    Optimizer,
-    OptunaTPE,
-    Portfolio,
-    QuickTune,
-    RandomSearch,
-    Transfer,
-    ZeroShot,
-)
+from lit_transfer.tune.methods.base import Trial, TuningMethod
+from lit_transfer.tune.methods.baselines import Default, Portfolio, RandomSearch, ZeroShot
+from lit_transfer.tune.methods.optuna_tpe import OptunaTPE
+from lit_transfer.tune.methods.surrogate import DyHPO, QuickTune, SurrogateMethod, Transfer
 from lit_transfer.tune.replay import portfolio
 
 METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
@@ -36,7 +31,7 @@ def build_method(
     quicktune_refit_steps: int = 20,
     dyhpo_refit_steps: int = 30,
     optuna_storage: str | None = None,
-) -> Optimizer:
+) -> TuningMethod:
     """The method ``name`` for a task; ``surrogates()`` is only called by the methods that need them, and
     ``metadataset`` (without ``exclude_task``) is where the portfolio comes from; ``optuna_storage`` is the journal
     file of Optuna's study (what it resumes from)."""
@@ -59,3 +54,9 @@ def build_method(
         return OptunaTPE(space, candidates, seed=seed, storage=optuna_storage)
     simple = {"default": Default, "zero_shot": ZeroShot, "random": RandomSearch}
     return simple[name](space, candidates, seed=seed)
+
+
+__all__ = [
+    "METHODS", "Default", "DyHPO", "OptunaTPE", "Portfolio", "QuickTune", "RandomSearch", "SurrogateMethod",
+    "Transfer", "Trial", "TuningMethod", "ZeroShot", "build_method",
+]  # fmt: skip
