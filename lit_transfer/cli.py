@@ -77,15 +77,17 @@ def metadata_tasks(
         print(path)
 
 
-def metadata_summary(path: str = SHIPPED_METADATASET, json: bool = False, space: str = str(DEFAULT_SPACE)) -> None:
+def metadata_summary(
+    metadataset: str = SHIPPED_METADATASET, json: bool = False, space: str = str(DEFAULT_SPACE)
+) -> None:
     """Per task: runs, failures, best / median / default-config final val/acc; and how much tasks agree.
 
     Args:
-        path: the meta-dataset (default: the shipped one).
+        metadataset: the meta-dataset (default: the shipped one).
         json: print one JSON object instead of a table.
         space: the search space whose default config is reported as "default".
     """
-    with MetaDataset(path) as store:
+    with MetaDataset(resolve_path(metadataset)) as store:
         summary = summarize(store, SearchSpace.from_yaml(space).default().key())
     summary["checks"] = checks(summary)
     if json:
@@ -96,14 +98,14 @@ def metadata_summary(path: str = SHIPPED_METADATASET, json: bool = False, space:
 
 
 def _summary_args(argv: list[str]) -> list[str]:
-    """Accept ``metadata summary [PATH] [--json]`` as well as jsonargparse's ``--path P --json true``."""
+    """Accept ``metadata summary [PATH] [--json]`` as well as jsonargparse's ``--metadataset P --json true``."""
     out = argv[:2]
     rest = argv[2:]
     for i, arg in enumerate(rest):
         if arg == "--json" and (i + 1 == len(rest) or rest[i + 1].startswith("-")):
             out += ["--json", "true"]
         elif i == 0 and not arg.startswith("-"):
-            out += ["--path", arg]
+            out += ["--metadataset", arg]
         else:
             out.append(arg)
     return out

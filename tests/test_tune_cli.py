@@ -43,6 +43,23 @@ def run_cli(*args, cwd=REPO, **kwargs):
     )  # fmt: skip
 
 
+# third-party noise that must never reach a user of these commands (and the Trainer banners suggest must not build)
+NOISE = ("Warning", "warn(", "Tip:", "LeafSpec", "gemm_4bit", "kernels-community", "Loading weights", "it/s]",
+         "GPU available", "TPU available", "silently incorrect", "litlogger")  # fmt: skip
+
+
+def assert_quiet(*outputs):
+    for line in "\n".join(outputs).splitlines():
+        assert not any(noise in line for noise in NOISE), line
+
+
+def test_help_is_quiet():
+    for args in (["--help"], ["tune", "--help"], ["suggest", "--help"], ["metadata", "build", "--help"]):
+        result = run_cli(*args)
+        assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+        assert_quiet(result.stdout)
+
+
 @pytest.mark.slow
 def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, tmp_path):
     out = tmp_path / "suggest"
@@ -51,6 +68,7 @@ def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, 
         "--out", str(out), "--candidates", "64",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_quiet(result.stdout, result.stderr)
     rows = [line for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 3
     predicted = [float(r.split()[1]) for r in rows]

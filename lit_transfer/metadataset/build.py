@@ -236,8 +236,19 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
             job = bar.add_task("finetuning runs", total=len(runs))
             attempts: dict[tuple, int] = {}
             pending = list(runs)
+            done = [0]
+
+            def advance(record: RunRecord) -> None:
+                bar.advance(job)
+                done[0] += 1
+                if not progress:  # one line per run, for logs
+                    final = record.final()
+                    score = "-" if final is None else f"{final:.3f}"
+                    print(f"[{done[0]}/{len(runs)}] {record.task} {record.config_key[:60]}... {record.status} "
+                          f"val/acc {score} in {record.seconds:.0f} s", flush=True)  # fmt: skip
+
             while pending:
-                pending = _run_pool(plan, store, pending, attempts, lambda: bar.advance(job))
+                pending = _run_pool(plan, store, pending, attempts, advance)
         return store
 
 
@@ -272,7 +283,7 @@ def _run_pool(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attem
                         f"run of {run.task} failed twice, the build stops (nothing recorded): {why}"
                     ) from err
                 store.add_run(record)
-                advance()
+                advance(record)
             if retry:  # the pool is broken: hand the rest to a new one
                 return retry + queue + list(running.values())
     return retry

@@ -84,6 +84,8 @@ def summarize(store: MetaDataset, default_key: str | None = None, metric: str = 
     return {
         "tasks": len(scores),
         "runs": len(runs),
+        "cpu_hours": sum(r.seconds for r in runs) / 3600,
+        "seconds_per_run": statistics.mean(r.seconds for r in runs) if runs else None,
         "failures": sum(r.status != "ok" for r in runs),
         "mean_rank_correlation": statistics.mean(correlations) if correlations else None,
         "families": len({family_of(t) for t in scores}),
