@@ -1,0 +1,95 @@
+"""The README's tables, generated from the result files in ``assets/`` — never typed by hand.
+
+Each table sits between ``<!-- table: NAME -->`` and ``<!-- end table -->`` in README.md. ``--write`` regenerates
+them all in place; ``tests/test_readme.py`` fails when the README no longer matches its files.
+
+    python tools/readme_tables.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "assets"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+
+
+def _json(path: str) -> dict:
+    return json.loads((ASSETS / path).read_text())
+
+
+def evaluate_loto() -> str:
+    from lit_transfer.tune.evaluate import format_table
+
+    return format_table(_json("evaluate/summary.json"))
+
+
+def run_overhead() -> str:
+    result = _json("bench/run_overhead.json")
+    before, after = result["overhead_share_before"], result["overhead_share_after"]
+    return "\n".join(
+        [
+            "| path | seconds per build run | share of wall time outside training and validation steps |",
+            "|---|---|---|",
+            f"| cold (load and tokenize every run) | {result['seconds_per_run_before']:.1f} | {before:.1%} |",
+            f"| warm (kept in the worker) | {result['seconds_per_run_after']:.1f} | {after:.1%} |",
+        ]
+    )
+
+
+def feature_correlations_v2() -> str:
+    result = _json("metadata/v2.features.json")
+    lines = [
+        "| task feature | best learning rate (log) | best LoRA rank | best batch size |",
+        "|---|---|---|---|",
+    ]
+    for name, row in result["correlations"].items():
+        cells = ["–" if row[k] is None else f"{row[k]:+.2f}" for k in ("learning_rate", "lora_rank", "batch_size")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "evaluate-loto": evaluate_loto,
+    "run-overhead": run_overhead,
+    "feature-correlations-v2": feature_correlations_v2,
+}
+
+
+def blocks(text: str) -> dict[str, str]:
+    """The tables the README holds, by name."""
+    return {m["name"]: m["body"].strip() for m in BLOCK.finditer(text)}
+
+
+def rendered(text: str) -> str:
+    """``text`` with every table regenerated from its files."""
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise KeyError(f"README table {name!r} has no generator in tools/readme_tables.py")
+        return f"{match.group(1)}{TABLES[name]()}\n{match.group(4)}"
+
+    return BLOCK.sub(replace, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="rewrite README.md's tables in place")
+    args = parser.parse_args()
+    text = README.read_text()
+    new = rendered(text)
+    if args.write:
+        README.write_text(new)
+    state = "up to date" if new == text else "rewritten" if args.write else "out of date (run with --write)"
+    print(f"{len(blocks(text))} tables, {state}")
+
+
+if __name__ == "__main__":
+    main()
