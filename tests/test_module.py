@@ -194,3 +194,14 @@ def test_peft_folder_matches_peft_save_pretrained(tmp_path, tiny_model, adapter)
     assert (tmp_path / "ours" / "adapter_config.json").read_text() == (
         tmp_path / "peft" / "adapter_config.json"
     ).read_text()
+
+
+def test_ties_on_accuracy_are_broken_by_validation_loss(tmp_path, tiny_model, qa_dir):
+    """Every epoch at val/acc 0 (an untrained tiny model): "best" is the epoch with the lowest val/loss, not the
+    first one."""
+    _, _, curve = fit(tmp_path, tiny_model, qa_dir, max_epochs=3, learning_rate=3e-3, lora_rank=2)
+    epochs = [p for p in curve["points"] if p["fidelity"] > 0]
+    assert all(p["metrics"]["val/acc"] == 0.0 for p in epochs)  # the tie this test is about
+    losses = [p["metrics"]["val/loss"] for p in epochs]
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == losses.index(min(losses)) and losses.index(min(losses)) > 0
