@@ -306,11 +306,16 @@ USAGE = """usage: python -m lit_transfer COMMAND ...
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
     """Bad input from the user (data, config, paths, stores, checkpoints): one line, exit code 2."""
+    import argparse
+
     import yaml
 
     from lit_transfer.io import LockedError
 
-    return (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, LockedError, yaml.YAMLError)
+    return (
+        ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, LockedError, yaml.YAMLError,
+        argparse.ArgumentError,
+    )  # fmt: skip
 
 
 def _run_errors() -> tuple[type[BaseException], ...]:
