@@ -108,12 +108,14 @@ class MetaDataset:
             if not create:
                 raise MetaDatasetError(f"{self.path}: no such meta-dataset")
             self._create()
-        if readonly is None:  # e.g. an installed package: WAL files cannot be made there, so read without them
-            readonly = not os.access(self.path.parent, os.W_OK) or not os.access(self.path, os.W_OK)
-        self.readonly = readonly
+        # a folder we cannot write (an installed package): WAL files cannot be made there, and nobody writes the
+        # file, so it is read as immutable; elsewhere read-only still reads the WAL a writer may be filling
+        locked_folder = not os.access(self.path.parent, os.W_OK) or not os.access(self.path, os.W_OK)
+        self.readonly = locked_folder if readonly is None else readonly
         try:
-            if readonly:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+            if self.readonly:
+                flags = "mode=ro&immutable=1" if locked_folder else "mode=ro"
+                uri = f"{self.path.resolve().as_uri()}?{flags}"
                 self.conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
             else:
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
