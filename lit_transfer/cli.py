@@ -309,12 +309,13 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     import argparse
 
     import yaml
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from lit_transfer.io import LockedError
 
     return (
         ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, LockedError, yaml.YAMLError,
-        argparse.ArgumentError,
+        argparse.ArgumentError, MisconfigurationException,
     )  # fmt: skip
 
 

@@ -61,11 +61,16 @@ def tune(w, data, *extra):
             "--out", str(w["root"] / "out"), *extra]  # fmt: skip
 
 
-def fit(w, tmp_path, **model_args):
+def fit(w, tmp_path, trainer=None, **model_args):
     config = yaml.safe_load((CONFIGS / "finetune" / "tiny_lora.yaml").read_text())
     config["model"]["init_args"].update({"model": w["tiny"], **model_args})
-    config["data"]["init_args"]["data"] = str(_good(tmp_path, "fitdata"))
-    config["trainer"].update(max_epochs=1, default_root_dir=str(tmp_path / "fit"), logger=False)
+    config["data"]["init_args"]["data"] = str(_good(tmp_path, "fitdata", train=[GOOD] * 16))
+    config["trainer"].update(
+        {"max_epochs": 1, "default_root_dir": str(tmp_path / "fit"), "logger": False, **(trainer or {})}
+    )
+    config["trainer"]["callbacks"] = [
+        c for c in config["trainer"]["callbacks"] if "LearningRate" not in c["class_path"]
+    ]
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
     return ["fit", "--config", str(path)]
@@ -157,3 +162,12 @@ def test_a_locked_tune_folder_is_a_clear_error(world, tmp_path, capsys):
 def test_debug_shows_the_traceback(world, tmp_path):
     with pytest.raises(ValueError, match="budget must be > 0"):
         cli.main(["--debug", *tune(world, _good(tmp_path, "d"))[:4], "0", "--metadataset", world["meta"]])
+
+
+def test_a_diverged_fit_exits_1_with_its_curve_kept(world, tmp_path, capsys):
+    args = fit(world, tmp_path, {"gradient_clip_val": None, "max_epochs": 3}, optimizer="sgd", learning_rate=1.0e8)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "the run ended diverged" in err and "Traceback" not in err
+    assert json.loads((tmp_path / "fit" / "curve.json").read_text())["status"] == "diverged"
