@@ -52,6 +52,23 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def commit_file(written: str | Path, path: str | Path) -> None:
+    """Make a file another writer produced (a checkpoint) durable, then move it over ``path`` atomically."""
+    with open(written, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(written, path)
+    _fsync_dir(Path(path).parent)
+
+
+def temporary_path(path: str | Path) -> Path:
+    """A unique, hidden name beside ``path`` for a file about to replace it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
 def write_json_atomic(path: str | Path, payload: Any, **dumps: Any) -> None:
     write_atomic(path, json.dumps(payload, indent=1, **dumps))
 

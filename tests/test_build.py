@@ -127,3 +127,12 @@ def test_build_resumes_after_sigkill_without_losing_or_duplicating_runs(tmp_path
     keys = [(r.task, r.config_key) for r in runs]
     assert len(keys) == len(set(keys)) == 10  # nothing lost, nothing duplicated
     assert all({(r.task, r.config_key): r.curve for r in runs}[k] == c for k, c in before.items())
+
+
+def test_a_second_build_of_the_same_file_is_refused_at_once(tmp_path, tiny_model, space):
+    from lit_transfer.io import FolderLock, LockedError
+
+    plan = BuildPlan(**{**_plan(tmp_path, tiny_model, space), "tasks": [TaskSpec(**t) for t in TASKS]})
+    with FolderLock(tmp_path), pytest.raises(LockedError, match="in use by another process"):
+        build(plan, progress=False)
+    assert not (tmp_path / "meta.sqlite").exists()

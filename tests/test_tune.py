@@ -241,3 +241,14 @@ def test_task_names_never_leave_the_output_folder(synthetic_metadataset, tmp_pat
     with pytest.raises(ValueError, match="cannot be used as a file name"):
         evaluate(plan, progress=lambda message: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["meta.sqlite", "out"]
+
+
+def test_a_second_evaluation_in_the_same_folder_is_refused_at_once(synthetic_metadataset, tmp_path):
+    from lit_transfer.io import FolderLock, LockedError
+    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+
+    plan = EvaluationPlan(metadataset=synthetic_metadataset, methods=["random"], seeds=[0], budget_epochs=2,
+                          tasks=["t0"], out=str(tmp_path / "out"))  # fmt: skip
+    with FolderLock(tmp_path / "out"), pytest.raises(LockedError, match="in use by another process"):
+        evaluate(plan, progress=lambda message: None)
+    assert not (tmp_path / "out" / "summary.json").exists()

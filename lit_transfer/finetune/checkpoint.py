@@ -19,6 +19,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
+from lit_transfer.io import commit_file
+
 
 def adapter_dir(ckpt_path: str | Path) -> Path:
     """The peft folder that belongs to a ``.ckpt`` file: ``checkpoints/last.ckpt`` -> ``checkpoints/last``."""
@@ -140,9 +142,7 @@ class AdapterCheckpoint(ModelCheckpoint):
         tmp = f"{filepath}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # unique: never shared with another writer
         super()._save_checkpoint(trainer, tmp)
         if trainer.is_global_zero:
-            with open(tmp, "rb") as f:  # durable before it replaces the previous checkpoint
-                os.fsync(f.fileno())
-            os.replace(tmp, filepath)
+            commit_file(tmp, filepath)  # durable before it replaces the previous checkpoint
             save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath), self._adapter_state)
         self._last_checkpoint_saved = filepath
         trainer.strategy.barrier("adapter_checkpoint")

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import lightning as L
 
+from lit_transfer.io import commit_file, temporary_path
 from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.perf import PerformanceSurrogate
@@ -47,14 +46,11 @@ def save_weights(module: L.LightningModule, path: str | Path) -> Path:
     path = Path(path)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
-    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    partial = temporary_path(path)
     try:
         trainer.save_checkpoint(partial, weights_only=True)
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, path)
+        commit_file(partial, path)
     except BaseException:
-        Path(partial).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return path
