@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lit_transfer.finetune.run import RunError, RunSettings
 from lit_transfer.io import FolderLock
@@ -44,6 +44,13 @@ class PlannedRun:
     data: str
     config: dict[str, Any]
     settings: RunSettings
+
+    def failed(self, message: str) -> RunRecord:
+        """A run that could not be finished for reasons outside it (its worker died twice)."""
+        return RunRecord(
+            task=self.task, config=self.config, seed=self.settings.seed, base_model=self.settings.base_model,
+            max_epochs=self.settings.max_epochs, status="failed", message=message, versions=versions(),
+        )  # fmt: skip
 
     def record(self, curve: dict[str, Any]) -> RunRecord:
         """The run record of a finished run from its ``curve.json``."""
@@ -80,6 +87,11 @@ class BuildPlan:
         max_length: token limit of one example.
         eval_batch_size: batch size for validation.
         accelerator: ``cpu`` or ``gpu``.
+        executor: ``local`` (worker processes on this machine) or ``ray`` (Ray actors on a cluster; the ``ray``
+            extra); either way the workers stay warm and only this process writes the meta-dataset.
+        address: the Ray cluster (``auto``, ``ray://host:10001``; default: a local Ray instance).
+        num_cpus: CPUs each run reserves on Ray.
+        num_gpus: GPUs each run reserves on Ray; fractions let several small runs share one GPU.
     """
 
     out: str = "assets/metadata/micro.sqlite"
@@ -100,6 +112,10 @@ class BuildPlan:
     max_length: int = 256
     eval_batch_size: int = 64
     accelerator: str = "cpu"
+    executor: Literal["local", "ray"] = "local"
+    address: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
 
     def __post_init__(self) -> None:
         self.space = resolve(self.space)
@@ -110,6 +126,8 @@ class BuildPlan:
             raise ValueError("shared_configs must be >= 1 (the default config) and own_configs >= 0")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be 'local' or 'ray', got {self.executor!r}")
 
     def task_specs(self) -> list[TaskSpec]:
         return list(self.tasks) if self.tasks is not None else list(SUITES[self.suite])
@@ -247,7 +265,9 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
                     print(f"[{done[0]}/{len(runs)}] {record.task} {record.config_key[:60]}... {record.status} "
                           f"val/acc {score} in {record.seconds:.0f} s", flush=True)  # fmt: skip
 
-            while pending:
+            if plan.executor == "ray":
+                _run_ray(plan, store, pending, attempts, advance)
+            while pending and plan.executor == "local":
                 pending = _run_pool(plan, store, pending, attempts, advance)
         return store
 
@@ -287,3 +307,63 @@ def _run_pool(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attem
             if retry:  # the pool is broken: hand the rest to a new one
                 return retry + queue + list(running.values())
     return retry
+
+
+def _run_ray(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attempts: dict, advance) -> None:
+    """Run on Ray actors (``workers`` of them, each reserving ``num_cpus`` / ``num_gpus``), warm between runs.
+    Results come back to this process, the only writer of the meta-dataset. An actor that dies is replaced and
+    its run retried once, then recorded as failed with the reason."""
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("executor 'ray' needs Ray: pip install 'lit_transfer[ray]'") from err
+    from ray.exceptions import RayActorError, WorkerCrashedError
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=plan.address, include_dashboard=False, log_to_driver=False)
+    worker = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=0)(RunWorker)
+    actors = [worker.remote(plan.threads_per_worker) for _ in range(plan.workers)]
+    queue: list[PlannedRun] = list(runs)
+    running: dict[Any, tuple[int, PlannedRun]] = {}  # object ref -> (actor slot, its run)
+    try:
+        while queue or running:
+            busy = {slot for slot, _ in running.values()}
+            for slot in range(len(actors)):
+                if queue and slot not in busy:
+                    run = queue.pop(0)
+                    running[actors[slot].run.remote(run)] = (slot, run)
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                slot, run = running.pop(ref)
+                try:
+                    record = ray.get(ref)
+                except (RayActorError, WorkerCrashedError, RunError) as err:
+                    died = not isinstance(err, RunError)
+                    if died:
+                        actors[slot] = worker.remote(plan.threads_per_worker)
+                    attempts[_key(run)] = attempts.get(_key(run), 0) + 1
+                    if attempts[_key(run)] < 2:
+                        queue.insert(0, run)
+                        continue
+                    if not died:
+                        why = f"run of {run.task} failed twice, the build stops (nothing recorded): {err}"
+                        raise BuildError(why) from err
+                    record = run.failed(f"the Ray worker died twice: {type(err).__name__}")
+                store.add_run(record)
+                advance(record)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+class RunWorker:
+    """A Ray actor that runs planned runs one at a time and stays warm (base model, tokenized tasks) between them."""
+
+    def __init__(self, threads: int) -> None:
+        _init_worker(threads)
+
+    def run(self, run: PlannedRun) -> RunRecord:
+        return run_planned(run)
