@@ -18,9 +18,9 @@ from lit_transfer.metadataset.build import BuildPlan, build
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import checks, format_table, summarize
 from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
+from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate.training import DEFAULT_RECIPES
-from lit_transfer.tune.commands import resolve_path
 from lit_transfer.tune.evaluate import EvaluationPlan
 
 Method = Literal["transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe"]
@@ -87,7 +87,7 @@ def metadata_summary(
         json: print one JSON object instead of a table.
         space: the search space whose default config is reported as "default".
     """
-    with MetaDataset(resolve_path(metadataset)) as store:
+    with MetaDataset(resolve(metadataset)) as store:
         summary = summarize(store, SearchSpace.from_yaml(space).default().key())
     summary["checks"] = checks(summary)
     if json:
@@ -129,12 +129,11 @@ def suggest(
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the sample.
     """
-    from lit_transfer.tune.commands import resolve_path
     from lit_transfer.tune.commands import suggest as run_suggest
     from lit_transfer.tune.loop import parse_duration
 
     seconds = None if budget is None else parse_duration(budget)
-    picks = run_suggest(data, top, resolve_path(metadataset), base_model, out, candidates, seed=seed, budget=seconds)
+    picks = run_suggest(data, top, resolve(metadataset), base_model, out, candidates, seed=seed, budget=seconds)
     if not picks:
         fail(f"no config is predicted to finish within {budget}", 1)
     print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
@@ -168,7 +167,7 @@ def surrogate_train(
     from lit_transfer.surrogate.training import train_surrogate
 
     torch.set_num_threads(threads)
-    metadataset = resolve_path(metadataset)
+    metadataset = resolve(metadataset)
     MetaDataset(metadataset).close()  # a clear error for a bad file before any training
     perf_path, cost_path = pretrained_paths(metadataset)
     for target, recipe, out in (("performance", perf_config, perf_path), ("cost", cost_config, cost_path)):
@@ -204,7 +203,7 @@ def surrogate_evaluate(
 
     torch.set_num_threads(threads)
     summary = leave_one_task_out(
-        resolve_path(metadataset), perf_config, cost_config, tasks, progress=(lambda m: None) if json else print
+        resolve(metadataset), perf_config, cost_config, tasks, progress=(lambda m: None) if json else print
     )
     print(json_module.dumps(summary) if json else quality_table(summary))
 
@@ -258,7 +257,7 @@ def tune(
     amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
     try:
         result = run_tune(
-            data, amount, budget_unit, method, acquisition, resolve_path(metadataset), base_model, out, candidates,
+            data, amount, budget_unit, method, acquisition, resolve(metadataset), base_model, out, candidates,
             seed=seed, horizon=horizon, on_step=on_step, on_start=on_start,
         )  # fmt: skip
     finally:
@@ -343,15 +342,11 @@ def _condensed(message: str, argv: list[str]) -> str:
 
 
 def run_trainer_command(argv: list[str] | None) -> None:
-    """LightningCLI; a run that diverged or ran out of memory exits 1 with its status (after its curve is saved)."""
-    from jsonargparse import ArgumentError
-
+    """LightningCLI; a run that diverged or ran out of memory exits 1 with its status (after its curve is saved).
+    A config that does not validate raises jsonargparse's error, which ``main`` reports in one line."""
     from lit_transfer.finetune.curves import LearningCurve
 
-    try:
-        cli = trainer_cli(argv)
-    except ArgumentError as err:
-        raise ValueError(_condensed(str(err), argv if argv is not None else sys.argv[1:])) from None
+    cli = trainer_cli(argv)
     for callback in getattr(cli.trainer, "callbacks", []):
         if isinstance(callback, LearningCurve) and callback.status in ("diverged", "oom"):
             where = callback.path or "curve.json"
@@ -379,8 +374,6 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    if from_command_line:
-        sys.argv = [sys.argv[0], *argv]
     silence()
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -390,11 +383,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:2] == ["metadata", "summary"]:
         argv = _summary_args(argv)
     argv = _packaged_configs(argv)
-    if from_command_line:
+    if from_command_line:  # LightningCLI reads sys.argv itself
         sys.argv = [sys.argv[0], *argv]
     try:
         if argv[0] in TRAINER_COMMANDS:
-            run_trainer_command(None if from_command_line else argv)  # LightningCLI reads sys.argv itself
+            run_trainer_command(None if from_command_line else argv)
         else:
             CLI(COMMANDS, args=argv, as_positional=False)
     except _usage_errors() as err:

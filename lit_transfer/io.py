@@ -37,23 +37,18 @@ def _fsync_dir(folder: Path) -> None:
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Replace ``path`` with ``data`` atomically and durably."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        commit_file(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
 
 
 def commit_file(written: str | Path, path: str | Path) -> None:
-    """Make a file another writer produced (a checkpoint) durable, then move it over ``path`` atomically."""
+    """Make a written file (ours, or a checkpoint another writer produced) durable, then move it over ``path``
+    atomically."""
     with open(written, "rb") as f:
         os.fsync(f.fileno())
     os.replace(written, path)

@@ -23,3 +23,9 @@ def resolve(path: str | Path) -> str:
         return str(path)
     packaged = PACKAGE / given
     return str(packaged) if packaged.exists() else str(path)
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``~/x``, ``a/b/c``) is meant as a path,
+    so its absence is reported as a missing folder, not as an unknown hub repository."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1

@@ -1,8 +1,9 @@
 """SearchSpace and PipelineConfig: the finetuning pipeline choices a tuner searches over.
 
 Ranges live in YAML (``configs/space/*.yaml``) so users can change the space without code. A ``PipelineConfig``
-is one point in it; it turns into the arguments of ``FinetuneModule`` / ``QADataModule`` / ``Trainer`` (a ready
-``fit`` config) and into a numeric vector for the surrogates.
+is one point in it; it turns into the arguments of ``FinetuneModule`` / ``QADataModule`` / ``Trainer`` (which
+``lit_transfer.finetune.run.fit_config`` makes into a ready ``fit`` config) and into a numeric vector for the
+surrogates.
 """
 
 from __future__ import annotations
@@ -117,36 +118,6 @@ class PipelineConfig(Mapping):
         if args.get("gradient_clip_val") == 0:
             args["gradient_clip_val"] = None  # 0 means no clipping
         return args
-
-    def fit_config(self, model: str, data: str, max_epochs: int, root_dir: str, seed: int = 0) -> dict[str, Any]:
-        """A complete ``python -m lit_transfer fit`` config for this pipeline."""
-        return {
-            "seed_everything": seed,
-            "trainer": {
-                "max_epochs": max_epochs,
-                "default_root_dir": root_dir,
-                **self.trainer_args(),
-                "logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": root_dir, "name": "tensorboard"},
-                },
-                "callbacks": [
-                    {"class_path": "lit_transfer.finetune.LearningCurve"},
-                    {
-                        "class_path": "lit_transfer.finetune.AdapterCheckpoint",
-                        "init_args": {"dirpath": f"{root_dir}/checkpoints"},
-                    },
-                ],
-            },
-            "model": {
-                "class_path": "lit_transfer.finetune.FinetuneModule",
-                "init_args": {"model": model, **self.module_args(), "schedule_epochs": max_epochs, "seed": seed},
-            },
-            "data": {
-                "class_path": "lit_transfer.finetune.QADataModule",
-                "init_args": {"data": data, **self.data_args(), "seed": seed},
-            },
-        }
 
 
 class SearchSpace:

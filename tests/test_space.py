@@ -53,8 +53,10 @@ def test_bad_configs_and_spaces_are_refused(space, tmp_path):
 
 
 def test_fit_config_drives_the_finetuning_classes(space):
+    from lit_transfer.finetune.run import RunSettings, fit_config
+
     config = space.sample(1, seed=3)[0]
-    fit = config.fit_config(model="m", data="d", max_epochs=8, root_dir="runs/x", seed=2)
+    fit = fit_config(config, "d", RunSettings("m", max_epochs=8, seed=2), "runs/x")
     init = fit["model"]["init_args"]
     assert init["schedule_epochs"] == 8 and init["seed"] == 2 and "lora_alpha_ratio" not in init
     assert fit["data"]["init_args"]["batch_size"] == config["batch_size"]

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from lit_transfer.finetune import warm
 from lit_transfer.finetune.models import load_tokenizer
+from lit_transfer.resources import looks_like_path
 
 IGNORE_INDEX = -100
 SPLITS = ("train", "validation", "test")
@@ -115,7 +116,7 @@ def load_split(source: str | Path, split: str) -> list[QAExample] | None:
         raise DatasetError(
             f"{path}: no JSONL splits (train.jsonl, validation.jsonl, test.jsonl) and no datasets folder"
         )
-    if not path.is_dir() and (path.exists() or _looks_like_path(str(source))):
+    if not path.is_dir() and (path.exists() or looks_like_path(str(source))):
         what = "a file" if path.exists() else "no such folder"
         raise DatasetError(f"{path}: {what}; expected a folder of JSONL splits or a datasets folder")
     import datasets
@@ -130,11 +131,6 @@ def load_split(source: str | Path, split: str) -> list[QAExample] | None:
     if len(rows) == 0:
         raise DatasetError(f"{source} [{split}]: split is empty")
     return [_example(row, f"{source} [{split}] row {i}") for i, row in enumerate(rows)]
-
-
-def _looks_like_path(name: str) -> bool:
-    """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``a/b/c``) is meant as a path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 class PromptFormatter:

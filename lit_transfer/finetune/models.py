@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from lit_transfer.finetune import warm
+from lit_transfer.resources import looks_like_path
 
 Quantization = Literal["none", "nf4"]
 
@@ -73,7 +74,7 @@ def check_model(name_or_path: str) -> None:
             raise ModelNotFoundError(f"{path}: a folder without config.json, not a saved model")
         return
     name = str(name_or_path)
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if path.exists() or looks_like_path(name):
         raise ModelNotFoundError(f"{name}: no such model folder")
 
 

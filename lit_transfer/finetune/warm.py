@@ -25,24 +25,21 @@ _tasks: OrderedDict[Hashable, Any] = OrderedDict()
 _enabled = True
 
 
+def _once(cache: dict[Hashable, Any], key: Hashable, load: Callable[[], T]) -> T:
+    with _lock:
+        if key not in cache:
+            cache[key] = load()
+        return cache[key]
+
+
 def model(key: Hashable, load: Callable[[], T]) -> T:
     """A fresh copy of the model ``load`` gives for ``key``; loaded once per process."""
-    if not _enabled:
-        return load()
-    with _lock:
-        if key not in _models:
-            _models[key] = load()
-        return copy.deepcopy(_models[key])
+    return copy.deepcopy(_once(_models, key, load)) if _enabled else load()
 
 
 def tokenizer(key: Hashable, load: Callable[[], T]) -> T:
     """The tokenizer for ``key``, loaded once per process (tokenizers are read-only once loaded)."""
-    if not _enabled:
-        return load()
-    with _lock:
-        if key not in _tokenizers:
-            _tokenizers[key] = load()
-        return _tokenizers[key]
+    return _once(_tokenizers, key, load) if _enabled else load()
 
 
 def task(key: Hashable, load: Callable[[], T]) -> T:

@@ -276,6 +276,16 @@ def _key(run: PlannedRun) -> tuple:
     return (run.task, PipelineConfig(run.config).key(), run.settings.seed)
 
 
+def _may_retry(run: PlannedRun, attempts: dict) -> bool:
+    """Count a failed attempt of ``run``; True while it may be tried again (once)."""
+    attempts[_key(run)] = attempts.get(_key(run), 0) + 1
+    return attempts[_key(run)] < 2
+
+
+def _stop(run: PlannedRun, why: object) -> BuildError:
+    return BuildError(f"run of {run.task} failed twice, the build stops (nothing recorded): {why}")
+
+
 def _run_pool(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attempts: dict, advance) -> list[PlannedRun]:
     """Run until done or the pool breaks; returns the runs to retry in a fresh pool."""
     retry: list[PlannedRun] = []
@@ -292,16 +302,12 @@ def _run_pool(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attem
                 try:
                     record = future.result()
                 except (BrokenProcessPool, RunError) as err:
-                    attempts[_key(run)] = attempts.get(_key(run), 0) + 1
-                    if attempts[_key(run)] < 2:
+                    if _may_retry(run, attempts):
                         (retry if isinstance(err, BrokenProcessPool) else queue).insert(0, run)
                         continue
-                    why = "the worker process died twice" if isinstance(err, BrokenProcessPool) else str(err)
                     for other in running:
                         other.cancel()
-                    raise BuildError(
-                        f"run of {run.task} failed twice, the build stops (nothing recorded): {why}"
-                    ) from err
+                    raise _stop(run, "the worker process died" if isinstance(err, BrokenProcessPool) else err) from err
                 store.add_run(record)
                 advance(record)
             if retry:  # the pool is broken: hand the rest to a new one
@@ -342,13 +348,11 @@ def _run_ray(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attemp
                     died = not isinstance(err, RunError)
                     if died:
                         actors[slot] = worker.remote(plan.threads_per_worker)
-                    attempts[_key(run)] = attempts.get(_key(run), 0) + 1
-                    if attempts[_key(run)] < 2:
+                    if _may_retry(run, attempts):
                         queue.insert(0, run)
                         continue
                     if not died:
-                        why = f"run of {run.task} failed twice, the build stops (nothing recorded): {err}"
-                        raise BuildError(why) from err
+                        raise _stop(run, err) from err
                     record = run.failed(f"the Ray worker died twice: {type(err).__name__}")
                 store.add_run(record)
                 advance(record)

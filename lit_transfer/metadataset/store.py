@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from lit_transfer.io import temporary_path
 from lit_transfer.resources import ASSETS
 from lit_transfer.space import PipelineConfig
 
@@ -128,10 +128,8 @@ class MetaDataset:
     def _create(self) -> None:
         """Write the schema into a temporary file and rename it into place, so no reader sees an empty file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        tmp = Path(name)
-        tmp.unlink()
+        tmp = temporary_path(self.path)
+        tmp.unlink()  # SQLite creates the file itself
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")

@@ -90,24 +90,22 @@ def leave_one_task_out(
     finals: dict[str, dict[str, float]] = {}
     for r in all_runs:
         finals.setdefault(r.task, {})[r.config_key] = final_score(r)
+    perf_recipe, cost_recipe = (r if isinstance(r, SurrogateRecipe) else SurrogateRecipe.from_yaml(r)
+                                for r in (perf_recipe, cost_recipe))  # fmt: skip
+    baseline_seed = perf_recipe.seed if seed is None else seed
     per_task = []
     for task in tasks or sorted(task_features):
         perf = train_surrogate(perf_recipe, path, holdout_tasks=[task], seed=seed)
         cost = train_surrogate(cost_recipe, path, holdout_tasks=[task], seed=seed)
-        data = MetaDataModule(path, holdout_tasks=[task], seed=perf_seed(perf_recipe, seed))
+        data = MetaDataModule(path, holdout_tasks=[task], seed=baseline_seed)
         data.setup()
-        plain_gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, seed=perf_seed(perf_recipe, seed))
+        plain_gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, seed=baseline_seed)
         runs = [r for r in all_runs if r.task == task]
         per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, finals))
         progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else str(v) for k, v in per_task[-1].items()))
     summary: dict[str, Any] = {k: statistics.mean(r[k] for r in per_task) for k in KEYS}
     summary["per_task"] = per_task
     return summary
-
-
-def perf_seed(recipe: str | SurrogateRecipe, seed: int | None) -> int:
-    recipe = recipe if isinstance(recipe, SurrogateRecipe) else SurrogateRecipe.from_yaml(recipe)
-    return recipe.seed if seed is None else seed
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

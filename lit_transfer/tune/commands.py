@@ -17,8 +17,6 @@ from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.tune.loop import Budget, Step, run_tuning
 
-resolve_path = resolve  # a path as given, or the packaged file it names (where recorded runs name their model)
-
 
 def meta_base_model(metadataset: str) -> str:
     """The base model most runs of a meta-dataset finetuned: the one its surrogates know."""
@@ -26,7 +24,7 @@ def meta_base_model(metadataset: str) -> str:
         counts = Counter(run.base_model for run in store.runs())
     if not counts:
         raise ValueError(f"{metadataset} has no runs")
-    return resolve_path(counts.most_common(1)[0][0])
+    return resolve(counts.most_common(1)[0][0])  # recorded runs name a packaged model by its relative path
 
 
 def candidate_configs(space: SearchSpace, metadataset: str, sampled: int = 1000, seed: int = 0) -> list[dict]:
