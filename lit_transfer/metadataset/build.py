@@ -10,19 +10,19 @@ has ended, and the builder skips runs the store already has. So a build killed a
 in flight and, rerun, redoes exactly those. A NaN loss or an out-of-memory is the run's own outcome and is
 recorded; any other error (I/O, our code) is not a result: the run is retried once, then the build stops with the
 error, and the same command continues after the cause is fixed. A worker that dies outright is replaced and its
-run retried once.
+run retried once, then recorded as failed with the reason. Runs go to worker processes on this machine or to Ray
+actors on a cluster (``lit_transfer.executors``); either way only this process writes the meta-dataset.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lit_transfer.executors import RETRIES, Executor, WorkerLost, make_executor
 from lit_transfer.finetune.run import RunError, RunSettings
 from lit_transfer.io import FolderLock
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
@@ -176,15 +176,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    from lit_transfer.quiet import silence
-
-    torch.set_num_threads(threads)
-    silence()
-
-
 def run_planned(run: PlannedRun) -> RunRecord:
     """Finetune one pipeline on one task to the last epoch (no checkpoints: only the curve is kept)."""
     from lit_transfer.finetune.run import train
@@ -252,8 +243,6 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
         ]  # fmt: skip
         with Progress(*columns, disable=not progress) as bar:
             job = bar.add_task("finetuning runs", total=len(runs))
-            attempts: dict[tuple, int] = {}
-            pending = list(runs)
             done = [0]
 
             def advance(record: RunRecord) -> None:
@@ -265,109 +254,34 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
                     print(f"[{done[0]}/{len(runs)}] {record.task} {record.config_key[:60]}... {record.status} "
                           f"val/acc {score} in {record.seconds:.0f} s", flush=True)  # fmt: skip
 
-            if plan.executor == "ray":
-                _run_ray(plan, store, pending, attempts, advance)
-            while pending and plan.executor == "local":
-                pending = _run_pool(plan, store, pending, attempts, advance)
+            with make_executor(plan.executor, plan.workers, plan.threads_per_worker, plan.address, plan.num_cpus,
+                               plan.num_gpus) as executor:  # fmt: skip
+                _run_all(executor, store, runs, advance)
         return store
 
 
-def _key(run: PlannedRun) -> tuple:
-    return (run.task, PipelineConfig(run.config).key(), run.settings.seed)
-
-
-def _may_retry(run: PlannedRun, attempts: dict) -> bool:
-    """Count a failed attempt of ``run``; True while it may be tried again (once)."""
-    attempts[_key(run)] = attempts.get(_key(run), 0) + 1
-    return attempts[_key(run)] < 2
-
-
-def _stop(run: PlannedRun, why: object) -> BuildError:
-    return BuildError(f"run of {run.task} failed twice, the build stops (nothing recorded): {why}")
-
-
-def _run_pool(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attempts: dict, advance) -> list[PlannedRun]:
-    """Run until done or the pool breaks; returns the runs to retry in a fresh pool."""
-    retry: list[PlannedRun] = []
-    queue = list(runs)
-    with ProcessPoolExecutor(plan.workers, initializer=_init_worker, initargs=(plan.threads_per_worker,)) as pool:
-        running: dict[Future, PlannedRun] = {}
-        while queue or running:
-            while queue and len(running) < plan.workers:
-                run = queue.pop(0)
-                running[pool.submit(run_planned, run)] = run
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                run = running.pop(future)
-                try:
-                    record = future.result()
-                except (BrokenProcessPool, RunError) as err:
-                    if _may_retry(run, attempts):
-                        (retry if isinstance(err, BrokenProcessPool) else queue).insert(0, run)
-                        continue
-                    for other in running:
-                        other.cancel()
-                    raise _stop(run, "the worker process died" if isinstance(err, BrokenProcessPool) else err) from err
-                store.add_run(record)
-                advance(record)
-            if retry:  # the pool is broken: hand the rest to a new one
-                return retry + queue + list(running.values())
-    return retry
-
-
-def _run_ray(plan: BuildPlan, store: MetaDataset, runs: list[PlannedRun], attempts: dict, advance) -> None:
-    """Run on Ray actors (``workers`` of them, each reserving ``num_cpus`` / ``num_gpus``), warm between runs.
-    Results come back to this process, the only writer of the meta-dataset. An actor that dies is replaced and
-    its run retried once, then recorded as failed with the reason."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError("executor 'ray' needs Ray: pip install 'lit_transfer[ray]'") from err
-    from ray.exceptions import RayActorError, WorkerCrashedError
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=plan.address, include_dashboard=False, log_to_driver=False)
-    worker = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=0)(RunWorker)
-    actors = [worker.remote(plan.threads_per_worker) for _ in range(plan.workers)]
-    queue: list[PlannedRun] = list(runs)
-    running: dict[Any, tuple[int, PlannedRun]] = {}  # object ref -> (actor slot, its run)
-    try:
-        while queue or running:
-            busy = {slot for slot, _ in running.values()}
-            for slot in range(len(actors)):
-                if queue and slot not in busy:
-                    run = queue.pop(0)
-                    running[actors[slot].run.remote(run)] = (slot, run)
-            done, _ = ray.wait(list(running), num_returns=1)
-            for ref in done:
-                slot, run = running.pop(ref)
-                try:
-                    record = ray.get(ref)
-                except (RayActorError, WorkerCrashedError, RunError) as err:
-                    died = not isinstance(err, RunError)
-                    if died:
-                        actors[slot] = worker.remote(plan.threads_per_worker)
-                    if _may_retry(run, attempts):
-                        queue.insert(0, run)
-                        continue
-                    if not died:
-                        raise _stop(run, err) from err
-                    record = run.failed(f"the Ray worker died twice: {type(err).__name__}")
-                store.add_run(record)
-                advance(record)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        if started:
-            ray.shutdown()
-
-
-class RunWorker:
-    """A Ray actor that runs planned runs one at a time and stays warm (base model, tokenized tasks) between them."""
-
-    def __init__(self, threads: int) -> None:
-        _init_worker(threads)
-
-    def run(self, run: PlannedRun) -> RunRecord:
-        return run_planned(run)
+def _run_all(executor: Executor, store: MetaDataset, runs: list[PlannedRun], advance) -> None:
+    """Keep every worker busy until all runs are recorded. A run that fails for a reason outside it is tried once
+    more; then a lost worker is recorded as the run's failure, and any other error stops the build."""
+    queue = list(range(len(runs)))
+    attempts: dict[int, int] = {}
+    while queue or executor.running():
+        while queue and executor.running() < executor.workers:
+            i = queue.pop(0)
+            executor.submit(i, run_planned, runs[i])
+        done = executor.next()
+        run, record = runs[done.key], done.value
+        if done.error is not None:
+            if not isinstance(done.error, WorkerLost | RunError):
+                raise done.error
+            attempts[done.key] = attempts.get(done.key, 0) + 1
+            if attempts[done.key] <= RETRIES:
+                queue.insert(0, done.key)
+                continue
+            if isinstance(done.error, RunError):
+                raise BuildError(
+                    f"run of {run.task} failed twice, the build stops (nothing recorded): {done.error}"
+                ) from done.error
+            record = run.failed(f"{done.error}, twice")
+        store.add_run(record)
+        advance(record)

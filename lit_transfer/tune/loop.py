@@ -1,9 +1,14 @@
 """The tuning loop: ask a method for a trial, run it with an evaluator, tell the result, until the budget is spent.
 
-Budget is counted in epochs or in seconds of training; a trial is started only while budget is left, so the loop
-overspends by at most one trial (one epoch). With ``state_path`` the loop writes its whole state (method, history,
-budget spent) atomically after every ``tell``; started again with the same path it resumes where it stopped, and
-no finished trial is lost or run twice.
+Trial steps run on an executor (``lit_transfer.executors``): one at a time in this process by default, or
+``workers`` at once (worker processes, Ray actors, or a simulated clock when replaying), asynchronously: whenever
+a step ends, its result is told and the freed worker gets the method's next ask, which knows what is in flight.
+
+Budget is counted in epochs or in seconds of training, work in flight included (a step in flight counts one epoch,
+or the mean seconds of the steps so far); a trial is started only while budget is left, so the loop overspends by
+at most one step per worker. With ``state_path`` the loop writes its whole state (method, history, budget spent,
+steps in flight) atomically whenever a step starts or ends; started again with the same path it resumes where it
+stopped: steps that were in flight are run again first, and no finished step is lost or run twice.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from lit_transfer.executors import RETRIES, Executor, InlineExecutor, WorkerLost
 from lit_transfer.finetune.run import RunError
 from lit_transfer.io import write_json_atomic
 from lit_transfer.tune.methods.base import Trial, TuningMethod
@@ -61,7 +67,9 @@ class Budget:
 
 @dataclass
 class Step:
-    """One trial step as it happened: what ran, what it scored, what it cost, and the incumbent after it."""
+    """One trial step as it happened: what ran, what it scored, what it cost, the incumbent after it, and the
+    tuning's clock when it ended (seconds since tuning started: wall time, or simulated when replaying). A step
+    whose worker was lost twice has status ``failed`` and scores nothing."""
 
     config_key: str
     fidelity: int
@@ -69,6 +77,9 @@ class Step:
     seconds: float
     spent: float
     incumbent: float
+    clock: float = 0.0
+    status: str = "ok"
+    message: str = ""
 
 
 @dataclass
@@ -76,6 +87,7 @@ class TuningState:
     method: dict[str, Any]
     history: list[Step] = field(default_factory=list)
     spent: float = 0.0
+    in_flight: list[dict[str, Any]] = field(default_factory=list)  # trials started and not ended: {config, fidelity}
 
 
 def run_tuning(
@@ -85,38 +97,84 @@ def run_tuning(
     state_path: str | Path | None = None,
     on_step: Callable[[Step], None] | None = None,
     on_start: Callable[[Trial], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[Step]:
-    """Tune until the budget is spent or the method stops; returns the history (resumed history included)."""
+    """Tune until the budget is spent or the method stops; returns the history (resumed history included).
+
+    A step that fails for a reason outside the run (``RunError``: I/O, an unreadable checkpoint; ``WorkerLost``)
+    is tried once more. A second ``RunError`` stops the loop with nothing recorded, so the same command continues
+    once the cause is fixed; a worker lost twice is recorded as the config's failure, and tuning goes on."""
+    executor = executor or InlineExecutor()
     state = TuningState(method.state_dict())
     if state_path is not None and Path(state_path).exists():
         state = load_state(state_path)
         method.load_state_dict(state.method)
-    while state.spent < budget.amount:
-        trial = method.ask()
-        if trial is None:
-            break
-        if on_start is not None:
-            on_start(trial)
-        curve, seconds = _run_with_retry(evaluator, trial)
-        method.tell(trial, curve, seconds)
-        state.spent += budget.charge(seconds)
-        step = Step(trial.key, trial.fidelity, method.value(curve[-1]), seconds, state.spent, method.best()[1])
-        state.history.append(step)
+    queue = [Trial(t["config"], t["fidelity"]) for t in state.in_flight]  # in flight when the driver stopped
+    running: dict[str, Trial] = {}
+    attempts: dict[str, int] = {}
+    offset = max((step.clock for step in state.history), default=0.0)
+
+    def save() -> None:
         state.method = method.state_dict()
+        state.in_flight = [{"config": t.config, "fidelity": t.fidelity} for t in [*running.values(), *queue]]
         if state_path is not None:
             save_state(state, state_path)
-        if on_step is not None:
-            on_step(step)
+
+    def in_flight_charge() -> float:
+        if budget.unit == "epochs":
+            return float(len(running))
+        seconds = [step.seconds for step in state.history if step.status == "ok"]
+        return len(running) * (sum(seconds) / len(seconds) if seconds else 0.0)
+
+    with executor:
+        while True:
+            while executor.running() < executor.workers:
+                if queue:
+                    trial = queue.pop(0)
+                elif state.spent + in_flight_charge() < budget.amount:
+                    trial = method.ask()
+                else:
+                    trial = None
+                if trial is None:
+                    break
+                method.start(trial)
+                running[trial.key] = trial
+                save()
+                if on_start is not None:
+                    on_start(trial)
+                executor.submit(trial.key, evaluator.run, trial)
+            if not executor.running():
+                break
+            done = executor.next()
+            trial = running.pop(done.key)
+            if done.error is not None:
+                if not isinstance(done.error, RunError | WorkerLost):
+                    raise done.error
+                attempts[trial.key] = attempts.get(trial.key, 0) + 1
+                if attempts[trial.key] <= RETRIES:
+                    running[trial.key] = trial
+                    executor.submit(trial.key, evaluator.run, trial)
+                    continue
+                if isinstance(done.error, RunError):
+                    running[trial.key] = trial  # still owed: the same command runs it again
+                    save()
+                    raise done.error
+                method.fail(trial, str(done.error))
+                best = method.best()[1] if method.observed else 0.0
+                step = Step(trial.key, trial.fidelity, 0.0, 0.0, state.spent, best, offset + executor.clock,
+                            "failed", f"{done.error}, twice")  # fmt: skip
+            else:
+                curve, seconds = done.value
+                method.tell(trial, curve, seconds)
+                state.spent += budget.charge(seconds)
+                step = Step(trial.key, trial.fidelity, method.value(curve[-1]), seconds, state.spent,
+                            method.best()[1], offset + executor.clock)  # fmt: skip
+            attempts.pop(trial.key, None)
+            state.history.append(step)
+            save()
+            if on_step is not None:
+                on_step(step)
     return state.history
-
-
-def _run_with_retry(evaluator: Evaluator, trial: Trial) -> tuple[list[dict[str, float]], float]:
-    """A step that fails for a reason that is not the run's outcome is tried once more; a second failure stops the
-    loop (``RunError``) with nothing recorded, so the same command can continue once the cause is fixed."""
-    try:
-        return evaluator.run(trial)
-    except RunError:
-        return evaluator.run(trial)
 
 
 def save_state(state: TuningState, path: str | Path) -> None:
@@ -126,7 +184,8 @@ def save_state(state: TuningState, path: str | Path) -> None:
 def load_state(path: str | Path) -> TuningState:
     try:
         raw = json.loads(Path(path).read_text())
-        return TuningState(raw["method"], [Step(**s) for s in raw["history"]], raw["spent"])
+        history = [Step(**s) for s in raw["history"]]
+        return TuningState(raw["method"], history, raw["spent"], raw.get("in_flight", []))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a tuning state file ({err})") from None
 

@@ -2,8 +2,10 @@
 
 ``ask()`` returns the next ``Trial``: a config and the epoch to train it to, always one epoch beyond what was
 observed for it (freeze-thaw: a trial continues a run, it does not restart it), or ``None`` when the method has
-nothing left to run. ``tell(trial, curve, seconds)`` reports the config's whole curve so far. ``state_dict()``
-is plain JSON-able data, so a tuning loop can save it after every ``tell`` and resume after a crash.
+nothing left to run now. ``start(trial)`` says a trial is in flight: until its ``tell(trial, curve, seconds)`` (the
+config's whole curve so far) or ``fail(trial, reason)``, no ask returns its config again, so several trials can run
+at once. ``state_dict()`` is plain JSON-able data, so a tuning loop can save it after every ``tell`` and resume
+after a crash (the loop, not the method, remembers what was in flight).
 """
 
 from __future__ import annotations
@@ -54,21 +56,35 @@ class TuningMethod:
         if self.candidates is not None and not self.candidates:
             raise ValueError("no candidate configs to choose from")
         self.observed: dict[str, tuple[dict[str, Any], Curve]] = {}
+        self.pending: dict[str, Trial] = {}  # in flight: started, not yet told
+        self.failed: dict[str, str] = {}  # configs that could not be run, and why
         self.rng = random.Random(seed)
 
     # ------------------------------------------------------------------ interface
     def ask(self) -> Trial | None:
         raise NotImplementedError
 
+    def start(self, trial: Trial) -> None:
+        if trial.key in self.pending:
+            raise ValueError(f"config {trial.key} is already in flight")
+        self.pending[trial.key] = trial
+
     def tell(self, trial: Trial, curve: Sequence[Mapping[str, float]], seconds: float = 0.0) -> None:
         if len(curve) != trial.fidelity:
             raise ValueError(f"trial asked for epoch {trial.fidelity} but the curve has {len(curve)} epochs")
+        self.pending.pop(trial.key, None)
         self.observed[trial.key] = (dict(trial.config), [dict(p) for p in curve])
+
+    def fail(self, trial: Trial, reason: str) -> None:
+        """The trial could not be run (its worker was lost twice): the config is not asked again."""
+        self.pending.pop(trial.key, None)
+        self.failed[trial.key] = reason
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "observed": [[config, curve] for config, curve in self.observed.values()],
+            "failed": self.failed,
             "rng": _encode_rng(self.rng.getstate()),
         }
 
@@ -76,6 +92,7 @@ class TuningMethod:
         if state.get("name") != self.name:
             raise ValueError(f"state of {state.get('name')!r} cannot be loaded into {self.name!r}")
         self.observed = {PipelineConfig(c).key(): (c, curve) for c, curve in state["observed"]}
+        self.failed, self.pending = dict(state.get("failed", {})), {}
         self.rng.setstate(_decode_rng(state["rng"]))
 
     # ------------------------------------------------------------------ helpers
@@ -96,18 +113,23 @@ class TuningMethod:
         entry = self.observed.get(PipelineConfig(dict(config)).key())
         return len(entry[1]) if entry else 0
 
+    def available(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` can advance now: not at the last epoch, not in flight, not failed."""
+        key = PipelineConfig(dict(config)).key()
+        return key not in self.pending and key not in self.failed and self.epochs_done(config) < self.max_epochs
+
     def pool(self) -> list[dict[str, Any]]:
-        """Candidates that can still advance."""
+        """Candidates that can advance now."""
         if self.candidates is None:
             raise ValueError(f"{self.name} needs a candidate set")
-        return [c for c in self.candidates if self.epochs_done(c) < self.max_epochs]
+        return [c for c in self.candidates if self.available(c)]
 
     def continue_or_next(self, order: Sequence[Mapping[str, Any]]) -> Trial | None:
-        """Run configs in ``order``, each to the last epoch before starting the next."""
+        """Run configs in ``order``, each to the last epoch before starting the next (with several workers, the
+        next ones start while the first is in flight)."""
         for config in order:
-            done = self.epochs_done(config)
-            if done < self.max_epochs:
-                return Trial(dict(config), done + 1)
+            if self.available(config):
+                return Trial(dict(config), self.epochs_done(config) + 1)
         return None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_transfer.space import SearchSpace
+from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 
 
@@ -41,10 +41,13 @@ class OptunaTPE(TuningMethod):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna, self.startup_trials, self.storage = optuna, startup_trials, storage
         self.study = self._study()
-        self.current: tuple[Any, dict[str, Any]] | None = None  # (optuna trial, config)
+        self.running: dict[str, tuple[Any, dict[str, Any]]] = {}  # config key -> (its Optuna trial, config)
 
     def _study(self) -> Any:
-        sampler = self.optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.startup_trials)
+        # constant liar: trials in flight count as bad results, so parallel asks spread out
+        sampler = self.optuna.samplers.TPESampler(
+            seed=self.seed, n_startup_trials=self.startup_trials, constant_liar=True
+        )
         pruner = self.optuna.pruners.MedianPruner(n_startup_trials=self.startup_trials, n_warmup_steps=1)
         storage = None
         if self.storage is not None:
@@ -75,46 +78,53 @@ class OptunaTPE(TuningMethod):
         return pool[int(np.argmin(distances))]
 
     def ask(self) -> Trial | None:
-        if self.current is None:
-            if self.candidates is not None and not self.pool():
-                return None
-            distributions = self._distributions()
-            suggestion = self.study.ask(distributions)
-            if self.candidates is None:
-                self.current = (suggestion, dict(suggestion.params))
-            else:
-                config = self._snap(suggestion.params)
-                self.study.tell(suggestion, state=self.optuna.trial.TrialState.FAIL)  # not what was evaluated
-                self.study.enqueue_trial(config)
-                self.current = (self.study.ask(distributions), config)
-        config = self.current[1]
+        for key, (_, config) in self.running.items():  # an Optuna trial waiting for its next epoch
+            if key not in self.pending:
+                return Trial(config, self.epochs_done(config) + 1)
+        if self.candidates is not None and not self.pool():
+            return None
+        distributions = self._distributions()
+        suggestion = self.study.ask(distributions)
+        if self.candidates is None:
+            config = dict(suggestion.params)
+            self.running[PipelineConfig(config).key()] = (suggestion, config)
+        else:
+            config = self._snap(suggestion.params)
+            self.study.tell(suggestion, state=self.optuna.trial.TrialState.FAIL)  # not what was evaluated
+            self.study.enqueue_trial(config)
+            self.running[PipelineConfig(config).key()] = (self.study.ask(distributions), config)
         return Trial(config, self.epochs_done(config) + 1)
 
     def tell(self, trial: Trial, curve: Sequence[Mapping[str, float]], seconds: float = 0.0) -> None:
         super().tell(trial, curve, seconds)
-        optuna_trial = self.current[0]
+        optuna_trial = self.running[trial.key][0]
         optuna_trial.report(self.value(curve[-1]), step=trial.fidelity)
         if trial.fidelity >= self.max_epochs:
-            self._finish(optuna_trial, curve, pruned=False)
+            self._finish(trial.key, curve, pruned=False)
         elif optuna_trial.should_prune():
-            self._finish(optuna_trial, curve, pruned=True)
+            self._finish(trial.key, curve, pruned=True)
 
-    def _finish(self, optuna_trial: Any, curve: Sequence[Mapping[str, float]], pruned: bool) -> None:
+    def fail(self, trial: Trial, reason: str) -> None:
+        super().fail(trial, reason)
+        optuna_trial, _ = self.running.pop(trial.key)
+        self.study.tell(optuna_trial, state=self.optuna.trial.TrialState.FAIL)
+
+    def _finish(self, key: str, curve: Sequence[Mapping[str, float]], pruned: bool) -> None:
+        optuna_trial, _ = self.running.pop(key)
         state = self.optuna.trial.TrialState.PRUNED if pruned else self.optuna.trial.TrialState.COMPLETE
         self.study.tell(optuna_trial, None if pruned else self.value(curve[-1]), state=state)
-        self.current = None
 
     def state_dict(self) -> dict[str, Any]:
-        current = None if self.current is None else {"number": self.current[0].number, "config": self.current[1]}
-        return {**super().state_dict(), "current": current, "storage": self.storage}
+        running = [{"number": t.number, "config": config} for t, config in self.running.values()]
+        return {**super().state_dict(), "running": running, "storage": self.storage}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         if self.storage is None and self.observed:
             raise ValueError("OptunaTPE resumes from its study's journal: give it `storage`")
-        self.study, self.current = self._study(), None
-        current = state.get("current")
-        if current is not None:
-            frozen = self.study.trials[current["number"]]
-            if frozen.state == self.optuna.trial.TrialState.RUNNING:  # continue the trial in flight
-                self.current = (self.optuna.trial.Trial(self.study, frozen._trial_id), current["config"])
+        self.study, self.running = self._study(), {}
+        for entry in state.get("running", []):
+            frozen = self.study.trials[entry["number"]]
+            if frozen.state == self.optuna.trial.TrialState.RUNNING:  # continue the trials in flight
+                trial = self.optuna.trial.Trial(self.study, frozen._trial_id)
+                self.running[PipelineConfig(entry["config"]).key()] = (trial, entry["config"])

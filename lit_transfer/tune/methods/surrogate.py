@@ -52,10 +52,27 @@ class SurrogateMethod(TuningMethod):
         self.perf, self.cost, self.task_features = perf, cost, dict(task_features)
         self.acquisition, self.cost_power, self.beta, self.horizon = acquisition, cost_power, beta, horizon
 
-    def scores(self, pool: list[dict[str, Any]]) -> np.ndarray:
-        curves = [self.observed.get(PipelineConfig(c).key(), (c, []))[1] for c in pool]
-        fidelity = [self.max_epochs if self.horizon == "final" else len(curve) + 1 for curve in curves]
+    def curve(self, config: Mapping[str, Any]) -> list[dict[str, float]]:
+        return self.observed.get(PipelineConfig(dict(config)).key(), (config, []))[1]
+
+    def fantasies(self) -> list[tuple[dict[str, Any], list[dict[str, float]]]]:
+        """Observations as if every trial in flight had ended at the surrogate's mean ("kriging believer"): the
+        GP then conditions on them, so its uncertainty near configs in flight shrinks and parallel asks spread
+        out instead of all landing next to one another."""
+        if not self.pending:
+            return []
+        trials = list(self.pending.values())
+        configs = [t.config for t in trials]
+        curves = [self.curve(t.config) for t in trials]
         observed = list(self.observed.values())
+        fidelity = [t.fidelity for t in trials]
+        mean, _ = self.perf.predict(configs, self.task_features, curves, fidelity, observed=observed)
+        return [(c, [*curve, {self.metric: float(m)}]) for c, curve, m in zip(configs, curves, mean, strict=True)]
+
+    def scores(self, pool: list[dict[str, Any]]) -> np.ndarray:
+        curves = [self.curve(c) for c in pool]
+        fidelity = [self.max_epochs if self.horizon == "final" else len(curve) + 1 for curve in curves]
+        observed = [o for k, o in self.observed.items() if k not in self.pending] + self.fantasies()
         mean, std = self.perf.predict(pool, self.task_features, curves, fidelity, observed=observed)
         best = self.best()[1] if self.observed else 0.0
         if self.acquisition == "ucb":
