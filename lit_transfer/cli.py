@@ -213,6 +213,8 @@ def tune(
     acquisition: Literal["ei", "cost_ei", "ucb"] = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
+    executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
+    address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -230,6 +232,13 @@ def tune(
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the method and of training.
         horizon: final | next: the epoch surrogate methods score a candidate at.
+        executor: local (this process, or worker processes when workers > 1) | ray (Ray actors).
+        workers: trial steps in flight at once (asynchronous: a freed worker gets the next ask at once).
+        threads: torch threads per worker (default: this machine's cores shared among local workers; 1 on Ray).
+        address: the Ray cluster (auto, ray://host:10001; default: a local Ray instance).
+        num_cpus: CPUs each trial reserves on Ray.
+        num_gpus: GPUs each trial reserves on Ray (fractions: several small trials share a GPU).
+        storage: where trials live, reachable by every worker: a shared folder or an fsspec URL (default: out).
     """
     from lit_transfer.tune.commands import tune as run_tune
     from lit_transfer.tune.finetuning import trial_id
@@ -258,7 +267,8 @@ def tune(
     try:
         result = run_tune(
             data, amount, budget_unit, method, acquisition, resolve(metadataset), base_model, out, candidates,
-            seed=seed, horizon=horizon, on_step=on_step, on_start=on_start,
+            seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
+            threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
         )  # fmt: skip
     finally:
         for writer in writers:

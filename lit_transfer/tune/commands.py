@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from lit_transfer.executors import make_executor
 from lit_transfer.finetune.run import fit_config
 from lit_transfer.io import write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
@@ -95,10 +97,17 @@ def tune(
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
     horizon: str = "final", on_step: Callable[[Step], None] | None = None,
-    on_start: Callable[[Any], None] | None = None,
+    on_start: Callable[[Any], None] | None = None, executor: str = "local", workers: int = 1,
+    threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
+    storage: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
-    test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter."""
+    test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
+
+    ``workers`` trial steps run at once: in this process (one local worker), in worker processes (``local``) or on
+    Ray actors (``ray``, reserving ``num_cpus`` and ``num_gpus`` each, on the cluster at ``address``). Trials live
+    in ``storage`` (default: ``out``), which every worker must reach; the state stays in ``out``, written by this
+    process only."""
     from lit_transfer.finetune.data import check_splits
     from lit_transfer.finetune.models import check_model
     from lit_transfer.io import FolderLock
@@ -121,8 +130,11 @@ def tune(
             lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
-        evaluator = FinetuneEvaluator(data, settings, out)
-        history = run_tuning(tuner, evaluator, budget_, Path(out) / "state.json", on_step, on_start)
+        evaluator = FinetuneEvaluator(data, settings, storage or out)
+        if threads is None:  # local worker processes share this machine's cores
+            threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else 1
+        runner = make_executor(executor, workers, threads, address, num_cpus, num_gpus, processes=workers > 1)
+        history = run_tuning(tuner, evaluator, budget_, Path(out) / "state.json", on_step, on_start, runner)
         chosen, value = tuner.best()
         result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
         if chosen is None:
@@ -130,7 +142,7 @@ def tune(
         else:
             epochs = tuner.epochs_done(chosen)
             test = evaluator.test(chosen)
-            adapter = evaluator.folder(chosen) / "checkpoints" / "best"
-            result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=str(adapter))
+            adapter = f"{evaluator.location(chosen)}/checkpoints/best"
+            result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=adapter)
         write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     return result

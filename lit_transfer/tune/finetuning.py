@@ -1,11 +1,12 @@
 """Real trials: finetune a pipeline on the user's data, one more epoch at a time (freeze-thaw).
 
 Each config gets its own folder (named by a hash of the config) with its curve, checkpoints and a copy of its
-``fit`` YAML. Advancing a trial to epoch t continues the run from its ``last.ckpt`` through the one run path
+``fit`` YAML, in the tuning's storage (``lit_transfer.tune.storage``: a folder, or a URL every node reaches).
+Advancing a trial to epoch t continues the run from its ``last.ckpt`` through the one run path
 (``lit_transfer.finetune.run``); the schedule is laid over the space's maximum epochs, so a run continued step by
-step trains exactly like one run straight through. A run that diverges or runs out of memory is recorded as such
-and scores 0 from then on, without being trained again. Any other failure (an unreadable checkpoint, an I/O
-error, an error of ours) raises ``RunError`` and changes nothing that was recorded.
+step trains exactly like one run straight through. A run that diverges or runs out of memory is recorded as such and
+scores 0 from then on, without being trained again. Any other failure (an unreadable checkpoint, an I/O error, an
+error of ours) raises ``RunError`` and changes nothing that was recorded.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import yaml
 
 from lit_transfer.finetune.curves import read_curve
 from lit_transfer.finetune.run import CURVE_FILE, RunError, RunSettings, fit_config, instantiate, train
-from lit_transfer.io import inside, write_atomic
+from lit_transfer.io import write_atomic
 from lit_transfer.space import PipelineConfig
 from lit_transfer.tune.methods.base import Trial
+from lit_transfer.tune.storage import TrialStorage
 
 
 def trial_id(config_key: str) -> str:
@@ -35,21 +37,27 @@ class FinetuneEvaluator:
     Args:
         data: the task's data folder (``train/validation/test.jsonl``).
         settings: base model, schedule length, length limit, batch size for evaluation, seed, device.
-        root: folder for the trials.
+        root: where the trials live (``storage``: a folder or an fsspec URL).
         metric: the metric the tuner maximizes (also what picks a trial's best checkpoint).
     """
 
     def __init__(
         self, data: str, settings: RunSettings, root: str, metric: str = "val/acc", callbacks: list | None = None
     ) -> None:
-        self.data, self.settings, self.root, self.metric = data, settings, Path(root), metric
+        self.data, self.settings, self.metric = data, settings, metric
+        self.storage = TrialStorage(str(root))
         self.callbacks = callbacks  # observers of every step (timers)
 
     def folder(self, config: dict[str, Any]) -> Path:
-        return inside(self.root, "trials", trial_id(PipelineConfig(config).key()))
+        """The trial's folder in this process (in storage, or a local copy of it)."""
+        return self.storage.local(trial_id(PipelineConfig(config).key()))
+
+    def location(self, config: dict[str, Any]) -> str:
+        """Where the trial lives in storage."""
+        return self.storage.url(trial_id(PipelineConfig(config).key()))
 
     def recorded(self, config: dict[str, Any]) -> dict[str, Any] | None:
-        """The trial's ``curve.json`` as recorded so far, or None before its first step."""
+        """The trial's ``curve.json`` as recorded so far (after ``pull``), or None before its first step."""
         path = self.folder(config) / CURVE_FILE
         if not path.exists():
             return None
@@ -62,7 +70,8 @@ class FinetuneEvaluator:
         """Train ``trial.config`` to epoch ``trial.fidelity``; returns its curve (epochs 1..fidelity) and the
         seconds this step took. An epoch already recorded (the driver stopped before it saved its state) is
         returned as it is, with the seconds it took, not trained again."""
-        folder = self.folder(trial.config)
+        name = trial_id(trial.key)
+        folder = self.storage.pull(name)
         recorded = self.recorded(trial.config)
         if recorded is not None:
             if recorded["status"] in ("diverged", "oom"):
@@ -78,7 +87,9 @@ class FinetuneEvaluator:
         curve = train(
             pipeline, self.data, self.settings, folder, trial.fidelity, monitor=self.metric, callbacks=self.callbacks
         )
-        return self._metrics(curve, trial.fidelity, folder), time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self.storage.push(name)
+        return self._metrics(curve, trial.fidelity, folder), seconds
 
     def _metrics(self, curve: dict[str, Any], fidelity: int, folder: Path) -> list[dict[str, float]]:
         """Metrics of epochs 1..fidelity; epochs a diverged or out-of-memory run did not reach score 0."""
@@ -91,7 +102,7 @@ class FinetuneEvaluator:
 
     def test(self, config: dict[str, Any]) -> dict[str, float]:
         """Test-split metrics of a trained config's best checkpoint."""
-        folder = self.folder(config)
+        folder = self.storage.pull(trial_id(PipelineConfig(dict(config)).key()))
         best = folder / "checkpoints" / "best.ckpt"
         if not best.exists():
             raise RunError(f"{best}: the config was never trained to a checkpoint")

@@ -1,0 +1,67 @@
+"""Parallel tuning, measured: how much sooner N workers reach what one worker reaches.
+
+    python tools/bench_parallel.py                       # the shipped meta-dataset, Transfer and Random
+    python tools/bench_parallel.py --metadataset assets/metadata/v2.sqlite --out runs/bench/parallel-v2
+
+Every held-out task of a meta-dataset is tuned (replayed) by Transfer and by Random search with 1, 2, 4 and 8
+trial steps in flight, on a simulated clock that advances by each step's recorded seconds (``evaluate`` with
+``workers``). For each (task, seed), the target is the normalized regret one worker has at the end of the budget;
+t1 is when one worker first reaches it and tN when N workers do. Speedup = sum t1 / sum tN (ideal: N). Writes
+``<out>/parallel.json`` and, with ``--record``, ``assets/bench/parallel.json``; the last line is one JSON object,
+``{"speedup_2": s2, "speedup_4": s4, "speedup_8": s8}`` for Transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from lit_transfer.io import write_json_atomic
+from lit_transfer.metadataset.store import SHIPPED_METADATASET
+from lit_transfer.resources import ASSETS
+from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
+    parser.add_argument("--out", default="runs/bench/parallel", help="evaluation folder (its fold surrogates and "
+                        "states are reused when rerun)")  # fmt: skip
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--budget_epochs", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", action="store_true", help="write assets/bench/parallel.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+    plan = EvaluationPlan(
+        metadataset=args.metadataset, methods=["transfer", "random"], seeds=list(range(args.seeds)),
+        budget_epochs=args.budget_epochs, workers=args.workers, out=args.out,
+    )  # fmt: skip
+    evaluate(plan, progress=lambda line: print(line, flush=True))
+    parallel = json.loads((Path(args.out) / "parallel.json").read_text())
+    print(f"{'method':>10} {'workers':>7} {'speedup':>8} {'ideal':>6} {'pairs':>6} {'not reached':>12}")
+    for method, by_workers in parallel.items():
+        for workers, entry in by_workers.items():
+            speedup = "-" if entry["speedup"] is None else f"{entry['speedup']:.2f}"
+            print(f"{method:>10} {workers:>7} {speedup:>8} {workers:>6} {entry['pairs']:>6} {entry['not_reached']:>12}")
+    line = {f"speedup_{n}": parallel["transfer"][str(n)]["speedup"] for n in args.workers if n > 1}
+    if args.record:
+        write_json_atomic(
+            ASSETS / "bench" / "parallel.json",
+            {"metadataset": Path(args.metadataset).name, "budget_epochs": args.budget_epochs, "seeds": args.seeds,
+             "methods": parallel, **line},
+        )  # fmt: skip
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
