@@ -2,6 +2,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray in tests lives on the loopback address only: with this, a Ray node takes 127.0.0.1 as its address instead of
+# the machine's network address (Ray's own switch for single-machine use; read when Ray is imported)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Ray starts its workers at niceness 15: beside any other work on a small machine they would barely run
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 import pytest

@@ -84,10 +84,12 @@ def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, 
 
 @pytest.mark.slow
 def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metadataset, qa_dir, tmp_path):
+    """Two worker processes, so the driver is killed with steps in flight: the rerun runs them first."""
     out = tmp_path / "tune"
     args = [
         "tune", "--config", str(REPO / "configs/tune/transfer.yaml"), "--data", str(qa_dir), "--budget", "6",
         "--budget_unit", "epochs", "--metadataset", metadataset, "--out", str(out), "--candidates", "16",
+        "--workers", "2", "--threads", "1",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
@@ -102,12 +104,14 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     os.killpg(process.pid, signal.SIGKILL)  # mid-tuning
     process.wait()
     before = load_state(state).history
-    assert 2 <= len(before) < 6
+    in_flight = load_state(state).in_flight
+    assert 2 <= len(before) < 6 and in_flight
 
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     after = load_state(state).history
     assert len(after) == 6 and after[: len(before)] == before  # nothing finished is lost or repeated
+    assert len({(s.config_key, s.fidelity) for s in after}) == 6
     steps = {}
     for step in after:  # each config advanced one epoch at a time, continuing its run
         assert step.fidelity == steps.get(step.config_key, 0) + 1

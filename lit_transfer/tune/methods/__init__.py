@@ -12,7 +12,6 @@ from lit_transfer.tune.methods.base import Trial, TuningMethod
 from lit_transfer.tune.methods.baselines import Default, Portfolio, RandomSearch, ZeroShot
 from lit_transfer.tune.methods.optuna_tpe import OptunaTPE
 from lit_transfer.tune.methods.surrogate import DyHPO, QuickTune, SurrogateMethod, Transfer
-from lit_transfer.tune.replay import portfolio
 
 METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
 
@@ -49,6 +48,8 @@ def build_method(
             return QuickTune(space, candidates, refit_steps=quicktune_refit_steps, **common)
         return DyHPO(space, candidates, refit_steps=dyhpo_refit_steps, **common)
     if name == "portfolio":
+        from lit_transfer.tune.replay import portfolio  # replay imports the methods' base: import it late
+
         return Portfolio(space, portfolio(metadataset, exclude=exclude_task), seed=seed)
     if name == "optuna_tpe":
         return OptunaTPE(space, candidates, seed=seed, storage=optuna_storage)
