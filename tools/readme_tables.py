@@ -55,7 +55,26 @@ def feature_correlations_v2() -> str:
     return "\n".join(lines)
 
 
+def parallel_tuning() -> str:
+    result = _json("bench/parallel.json")
+    lines = [
+        f"Replayed on `{result['metadataset']}`, {result['seeds']} seeds, {result['budget_epochs']}-epoch budget.",
+        "",
+        "| method | workers | speedup (ideal = workers) | time vs 1 worker | (task, seed) pairs | not reached |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, by_workers in result["methods"].items():
+        for workers, entry in by_workers.items():
+            speedup = entry["speedup"]
+            cells = ["–", "–"] if speedup is None else [f"{speedup:.2f}", f"{1 / speedup:.2f}x"]
+            lines.append(
+                f"| {method} | {workers} | {cells[0]} | {cells[1]} | {entry['pairs']} | {entry['not_reached']} |"
+            )
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "parallel-tuning": parallel_tuning,
     "evaluate-loto": evaluate_loto,
     "run-overhead": run_overhead,
     "feature-correlations-v2": feature_correlations_v2,
