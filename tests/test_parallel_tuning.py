@@ -63,7 +63,7 @@ def methods(evaluator, features, perf, synthetic_metadataset, tmp_path):
     candidates = evaluator.configs()
     return {
         "transfer": lambda: Transfer(SPACE, candidates, perf, features),
-        "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
+        "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude=["t3"])),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
         "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1, storage=str(tmp_path / "optuna.journal")),
     }
@@ -188,7 +188,7 @@ def test_evaluate_with_workers_reports_how_much_sooner_n_workers_get_there(synth
 
 
 def test_time_to_regret_is_the_clock_of_the_first_step_that_gets_there():
-    from lit_transfer.tune.evaluate import time_to_regret
+    from lit_transfer.tune.stats import time_to_regret
     from lit_transfer.tune.loop import Step
 
     history = [Step("a", 1, 0.2, 5, 1, 0.2, clock=5), Step("b", 1, 0.6, 5, 2, 0.6, clock=7),

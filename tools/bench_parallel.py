@@ -3,8 +3,8 @@
     python tools/bench_parallel.py                       # the shipped meta-dataset, Transfer and Random
     python tools/bench_parallel.py --metadataset assets/metadata/v2.sqlite --out runs/bench/parallel-v2
 
-Every held-out task of a meta-dataset is tuned (replayed) by Transfer and by Random search with 1, 2, 4 and 8
-trial steps in flight, on a simulated clock that advances by each step's recorded seconds (``evaluate`` with
+Every held-out task of a meta-dataset is tuned (replayed) by Transfer (deterministic given its fold's surrogates:
+one run per task) and by Random search (``--seeds`` runs per task) with 1, 2, 4 and 8 trial steps in flight, on a simulated clock that advances by each step's recorded seconds (``evaluate`` with
 ``workers``). For each (task, seed), the target is the normalized regret one worker has at the end of the budget;
 t1 is when one worker first reaches it and tN when N workers do. Speedup = sum t1 / sum tN (ideal: N). Writes
 ``<out>/parallel.json`` and, with ``--record``, ``assets/bench/parallel.json``; the last line is one JSON object,

@@ -1,10 +1,16 @@
-"""Leave-one-task-out comparison of tuning methods on a meta-dataset, by replaying its recorded runs.
+"""Leave-one-task-out or leave-one-family-out comparison of tuning methods on a meta-dataset, by replaying its
+recorded runs.
 
-For each task in turn: the surrogates meta-train on the other tasks (cached per fold), then every method tunes
-the held-out task under the same epoch budget, for several seeds. At each fraction of the budget the incumbent
+For each fold in turn (a task, or all tasks of a family): the surrogates meta-train on the other tasks (cached per
+fold), the portfolio is ranked on them, then every method tunes each held-out task under the same epoch budget:
+randomized methods for every seed, refitting ones for the first ``refit_seeds``, and methods that do not depend
+on the seed once (their result stands for every seed). At each fraction of the budget the incumbent
 (best validation metric seen) gives a normalized regret, (best recorded - incumbent) / (best recorded - worst
-final), and a rank among the methods (ties share the mean rank). Every (task, method, seed) run keeps a tuning
-state file, so an interrupted evaluation resumes where it stopped.
+final), and a rank among the methods (ties share the mean rank). ``summary.json`` has, per method and fraction,
+the mean regret with its 95% bootstrap interval and the mean rank; ``stats.json`` the Wilcoxon signed-rank tests
+of Transfer against every other method; ``cd.png`` the critical-difference diagram at the full budget
+(``lit_transfer.tune.stats``). Every (task, method, seed) run keeps a tuning state file, so an interrupted
+evaluation resumes where it stopped.
 
 With ``workers`` beyond 1, every method also tunes with N trial steps in flight at once, on a simulated clock that
 advances by each step's recorded seconds (``SimulatedExecutor``); ``parallel.json`` then says, per method and N,
@@ -20,7 +26,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import rankdata
@@ -28,15 +34,16 @@ from scipy.stats import rankdata
 from lit_transfer.executors import SimulatedExecutor
 from lit_transfer.io import FolderLock, inside, safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
-from lit_transfer.metadataset.summary import final_score
+from lit_transfer.metadataset.summary import family_of, final_score
 from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate import CostSurrogate, PerformanceSurrogate
 from lit_transfer.surrogate.pretrained import load_surrogate, save_weights
 from lit_transfer.surrogate.training import DEFAULT_RECIPES, train_surrogate
 from lit_transfer.tune.loop import Budget, Step, incumbent_at, run_tuning
-from lit_transfer.tune.methods import METHODS, build_method
+from lit_transfer.tune.methods import METHODS, RANDOMNESS, build_method
 from lit_transfer.tune.replay import ReplayEvaluator
+from lit_transfer.tune.stats import bootstrap_ci, critical_difference, parallel_summary, wilcoxon_against
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -48,7 +55,10 @@ class EvaluationPlan:
     Args:
         metadataset: the meta-dataset whose tasks are held out in turn.
         methods: tuning methods compared (of ``METHODS``).
-        seeds: seeds per (task, method).
+        seeds: seeds of the randomized methods (random search, Optuna's TPE, DEHB) per task.
+        refit_seeds: how many of ``seeds`` the refitting methods (QuickTune, DyHPO) run (default: all).
+        holdout: ``task`` (leave one task out) or ``family`` (all tasks of a family out together: no method
+            knows anything of the held-out kind of task).
         budget_epochs: tuning budget per task, in epochs (trial steps).
         tasks: tasks held out (default: all).
         acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ucb``).
@@ -68,6 +78,8 @@ class EvaluationPlan:
     metadataset: str = SHIPPED_METADATASET
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    refit_seeds: int | None = None
+    holdout: Literal["task", "family"] = "task"
     budget_epochs: int = 64
     tasks: list[str] | None = None
     acquisition: str = "ei"
@@ -88,12 +100,35 @@ class EvaluationPlan:
         if unknown:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
         Budget(self.budget_epochs)  # validates > 0
+        if self.holdout not in ("task", "family"):
+            raise ValueError(f"holdout must be 'task' or 'family', got {self.holdout!r}")
+        if not self.seeds or (self.refit_seeds is not None and self.refit_seeds < 1):
+            raise ValueError("seeds must not be empty and refit_seeds must be >= 1")
         if 1 not in self.workers or min(self.workers) < 1:
             raise ValueError(f"workers must be >= 1 and include 1 (sequential tuning), got {self.workers}")
 
+    def method_seeds(self, method: str) -> list[int]:
+        """The seeds ``method`` runs: all, the refit seeds, or one (a method the seed does not change)."""
+        kind = RANDOMNESS[method]
+        if kind == "none":
+            return self.seeds[:1]
+        if kind == "refit" and self.refit_seeds is not None:
+            return self.seeds[: self.refit_seeds]
+        return list(self.seeds)
 
-def fold_surrogates(plan: EvaluationPlan, task: str) -> tuple[PerformanceSurrogate, CostSurrogate]:
-    """The surrogates meta-trained without ``task`` (trained once, then loaded from the fold's cache)."""
+    def folds(self, tasks: list[str]) -> dict[str, list[str]]:
+        """Held-out groups by name: each task, or each family's tasks (named ``family-<name>``)."""
+        if self.holdout == "task":
+            return {task: [task] for task in tasks}
+        groups: dict[str, list[str]] = {}
+        for task in tasks:
+            groups.setdefault(f"family-{family_of(task)}", []).append(task)
+        return groups
+
+
+def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> tuple[PerformanceSurrogate, CostSurrogate]:
+    """The surrogates meta-trained without the ``held_out`` tasks (trained once, then loaded from the fold's
+    cache)."""
     folder = Path(plan.out) / "surrogates"
     folder.mkdir(parents=True, exist_ok=True)
     modules = []
@@ -101,11 +136,11 @@ def fold_surrogates(plan: EvaluationPlan, task: str) -> tuple[PerformanceSurroga
         (PerformanceSurrogate, "performance", plan.perf_config),
         (CostSurrogate, "cost", plan.cost_config),
     ):
-        path = inside(folder, f"{safe_name(task, 'task name')}.{target}.ckpt")
+        path = inside(folder, f"{safe_name(fold, 'task name')}.{target}.ckpt")
         if path.exists():
             modules.append(load_surrogate(cls, path))
             continue
-        module = train_surrogate(recipe, plan.metadataset, holdout_tasks=[task], space=plan.space)
+        module = train_surrogate(recipe, plan.metadataset, holdout_tasks=held_out, space=plan.space)
         save_weights(module, path)
         modules.append(module)
     return modules[0], modules[1]
@@ -127,50 +162,55 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     rows = []
     histories: dict[tuple[str, str, int, int], list[Step]] = {}
     scales: dict[str, tuple[float, float, float]] = {}  # task -> (zero-shot start, best, worst final)
-    for task in tasks:
-        evaluator = ReplayEvaluator.from_store(plan.metadataset, task)
-        best, worst = evaluator.best_value(), min(finals[task])
-        start = task_features[task].get("zero_shot_acc", 0.0)
+    seeds = {method: plan.method_seeds(method) for method in plan.methods}
+    for fold, held_out in plan.folds(tasks).items():
         cache: list[tuple[PerformanceSurrogate, CostSurrogate]] = []
 
-        def surrogates(task: str = task, cache: list = cache) -> tuple[PerformanceSurrogate, CostSurrogate]:
+        def surrogates(fold: str = fold, held_out: list = held_out, cache: list = cache) -> tuple[Any, Any]:
             if not cache:
-                cache.append(fold_surrogates(plan, task))
+                cache.append(fold_surrogates(plan, fold, held_out))
             return cache[0]
 
-        for method in plan.methods:
-            for seed in plan.seeds:
-                for workers in sorted(set(plan.workers)):
-                    name = f"{method}-{seed}.json" if workers == 1 else f"{method}-{seed}-w{workers}.json"
-                    state = inside(out, "states", safe_name(task, "task name"), name)
-                    state.parent.mkdir(parents=True, exist_ok=True)
-                    tuner = build_method(
-                        method, SearchSpace.from_yaml(plan.space), evaluator.configs(), task_features[task],
-                        surrogates, plan.metadataset, exclude_task=task, seed=seed, acquisition=plan.acquisition,
-                        horizon=plan.horizon, quicktune_refit_steps=plan.quicktune_refit_steps,
-                        dyhpo_refit_steps=plan.dyhpo_refit_steps,
-                        optuna_storage=str(state.with_suffix(".optuna.journal")),
-                    )  # fmt: skip
-                    executor = SimulatedExecutor(workers, cost=lambda result: result[1])
-                    budget = Budget(plan.budget_epochs * (1.0 if workers == 1 else plan.parallel_budget))
-                    history = run_tuning(tuner, evaluator, budget, state, executor=executor)
-                    histories[(task, method, seed, workers)] = history
-                    if workers > 1:
-                        continue
-                    for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
-                        incumbent = incumbent_at(history, fraction * plan.budget_epochs, start)
-                        regret = (best - incumbent) / (best - worst) if best > worst else 0.0
-                        rows.append(
-                            {"task": task, "method": method, "seed": seed, "fraction": fraction,
-                             "incumbent": incumbent, "normalized_regret": max(regret, 0.0)}
+        for task in held_out:
+            evaluator = ReplayEvaluator.from_store(plan.metadataset, task)
+            best, worst = evaluator.best_value(), min(finals[task])
+            start = task_features[task].get("zero_shot_acc", 0.0)
+            scales[task] = (start, best, worst)
+            for method in plan.methods:
+                for seed in seeds[method]:
+                    for workers in sorted(set(plan.workers)):
+                        name = f"{method}-{seed}.json" if workers == 1 else f"{method}-{seed}-w{workers}.json"
+                        state = inside(out, "states", safe_name(task, "task name"), name)
+                        state.parent.mkdir(parents=True, exist_ok=True)
+                        tuner = build_method(
+                            method, SearchSpace.from_yaml(plan.space), evaluator.configs(), task_features[task],
+                            surrogates, plan.metadataset, exclude_tasks=held_out, seed=seed,
+                            acquisition=plan.acquisition, horizon=plan.horizon,
+                            quicktune_refit_steps=plan.quicktune_refit_steps,
+                            dyhpo_refit_steps=plan.dyhpo_refit_steps,
+                            optuna_storage=str(state.with_suffix(".optuna.journal")),
                         )  # fmt: skip
-            progress(f"{task} {method}: done ({len(plan.seeds)} seeds)")
-        scales[task] = (start, best, worst)
+                        executor = SimulatedExecutor(workers, cost=lambda result: result[1])
+                        budget = Budget(plan.budget_epochs * (1.0 if workers == 1 else plan.parallel_budget))
+                        histories[(task, method, seed, workers)] = run_tuning(
+                            tuner, evaluator, budget, state, executor=executor
+                        )
+                    history = histories[(task, method, seed, 1)]
+                    for other in plan.seeds if len(seeds[method]) == 1 else [seed]:  # seed-free: one for all
+                        for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
+                            incumbent = incumbent_at(history, fraction * plan.budget_epochs, start)
+                            regret = (best - incumbent) / (best - worst) if best > worst else 0.0
+                            rows.append(
+                                {"task": task, "method": method, "seed": other, "fraction": fraction,
+                                 "incumbent": incumbent, "normalized_regret": max(regret, 0.0)}
+                            )  # fmt: skip
+                progress(f"{task} {method}: done ({len(seeds[method])} seeds)")
     _add_ranks(rows)
     summary = {
         method: {
             str(f): {
                 "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(rows, method, f)),
+                "regret_ci95": bootstrap_ci([r["normalized_regret"] for r in _at(rows, method, f)]),
                 "rank": statistics.mean(r["rank"] for r in _at(rows, method, f)),
             }
             for f in FRACTIONS
@@ -178,60 +218,15 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
         for method in plan.methods
     }
     _write(out, rows, summary, plan)
+    if "transfer" in plan.methods and len(plan.methods) > 1:
+        write_atomic(out / "stats.json", json.dumps(wilcoxon_against(rows, "transfer", FRACTIONS), indent=2))
+    if len(plan.methods) > 1 and len(scales) >= 5:  # autorank needs five blocks (tasks) or more
+        verdict = critical_difference(rows, 1.0, out / "cd.png")
+        write_atomic(out / "cd.json", json.dumps(verdict, indent=2))
     if len(set(plan.workers)) > 1:
-        write_atomic(out / "parallel.json", json.dumps(parallel_summary(histories, scales, plan), indent=2))
+        parallel = parallel_summary(histories, scales, plan.methods, seeds, plan.workers)
+        write_atomic(out / "parallel.json", json.dumps(parallel, indent=2))
     return summary
-
-
-def time_to_regret(history: list[Step], target: float, start: float, best: float, worst: float) -> float | None:
-    """The clock at which the incumbent's normalized regret first reached ``target`` (0.0 if the untuned start
-    already had it; None if it never did)."""
-
-    def regret(value: float) -> float:
-        return max((best - value) / (best - worst), 0.0) if best > worst else 0.0
-
-    if regret(start) <= target + 1e-12:
-        return 0.0
-    return next((step.clock for step in history if regret(max(start, step.incumbent)) <= target + 1e-12), None)
-
-
-def parallel_summary(
-    histories: dict[tuple[str, str, int, int], list[Step]], scales: dict[str, tuple[float, float, float]],
-    plan: EvaluationPlan,
-) -> dict[str, Any]:  # fmt: skip
-    """Per method and N workers: the simulated time at which N workers first reach the normalized regret that one
-    worker has at the end of its budget, summed over (task, seed) pairs, as a speedup t1 / tN. Pairs where one
-    worker reaches its final regret at once (time 0) say nothing about speed and are left out; pairs where N
-    workers never reach it within ``parallel_budget`` count with their whole tuning time (so the speedup is then
-    an upper bound) and are reported as ``not_reached``."""
-    out: dict[str, Any] = {}
-    for method in plan.methods:
-        out[method] = {}
-        for workers in sorted(set(plan.workers)):
-            t1_sum = tn_sum = 0.0
-            pairs = not_reached = 0
-            for task, (start, best, worst) in scales.items():
-                for seed in plan.seeds:
-                    one, many = histories[(task, method, seed, 1)], histories[(task, method, seed, workers)]
-                    final = max([start, *(s.incumbent for s in one)])
-                    target = max((best - final) / (best - worst), 0.0) if best > worst else 0.0
-                    t1 = time_to_regret(one, target, start, best, worst)
-                    if not t1:
-                        continue
-                    tn = time_to_regret(many, target, start, best, worst)
-                    if tn is None:
-                        not_reached += 1
-                        tn = many[-1].clock if many else 0.0
-                    pairs, t1_sum, tn_sum = pairs + 1, t1_sum + t1, tn_sum + tn
-            out[method][str(workers)] = {
-                "speedup": t1_sum / tn_sum if tn_sum > 0 else None, "pairs": pairs, "not_reached": not_reached,
-                "seconds_1": t1_sum, "seconds_n": tn_sum,
-            }  # fmt: skip
-    return out
-
-
-def _at(rows: list[dict[str, Any]], method: str, fraction: float) -> list[dict[str, Any]]:
-    return [r for r in rows if r["method"] == method and abs(r["fraction"] - fraction) < 1e-9]
 
 
 def _add_ranks(rows: list[dict[str, Any]]) -> None:
@@ -241,6 +236,10 @@ def _add_ranks(rows: list[dict[str, Any]]) -> None:
     for group in groups.values():
         for r, rank in zip(group, rankdata([-r["incumbent"] for r in group]), strict=True):
             r["rank"] = float(rank)
+
+
+def _at(rows: list[dict[str, Any]], method: str, fraction: float) -> list[dict[str, Any]]:
+    return [r for r in rows if r["method"] == method and abs(r["fraction"] - fraction) < 1e-9]
 
 
 def format_table(summary: dict[str, Any]) -> str:

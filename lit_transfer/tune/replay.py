@@ -7,6 +7,7 @@ and what the leave-one-task-out evaluation runs on.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError, RunRecord
@@ -49,14 +50,16 @@ class ReplayEvaluator:
 
 
 def portfolio(
-    path: str, exclude: str | None = None, metric: str = "val/acc", size: int | None = None
+    path: str, exclude: str | Sequence[str] = (), metric: str = "val/acc", size: int | None = None
 ) -> list[dict[str, Any]]:
-    """Configs ranked by their mean final metric over the meta-dataset's tasks (without ``exclude``), best first."""
+    """Configs ranked by their mean final metric over the meta-dataset's tasks (without the ``exclude`` task or
+    tasks), best first."""
+    excluded = {exclude} if isinstance(exclude, str) else set(exclude)
     scores: dict[str, list[float]] = {}
     configs: dict[str, dict[str, Any]] = {}
     with MetaDataset(path) as store:
         for run in store.runs():
-            if run.task != exclude:
+            if run.task not in excluded:
                 scores.setdefault(run.config_key, []).append(final_score(run, metric))
                 configs[run.config_key] = dict(run.config)
     ranked = sorted(scores, key=lambda k: statistics.mean(scores[k]), reverse=True)

@@ -14,6 +14,11 @@ from lit_transfer.tune.methods.optuna_tpe import OptunaTPE
 from lit_transfer.tune.methods.surrogate import DyHPO, QuickTune, SurrogateMethod, Transfer
 
 METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
+# what a method's seed changes: nothing (deterministic given the experience), its refits, or its choices
+RANDOMNESS = {
+    "transfer": "none", "portfolio": "none", "default": "none", "zero_shot": "none", "quicktune": "refit",
+    "dyhpo": "refit", "random": "random", "optuna_tpe": "random",
+}  # fmt: skip
 
 
 def build_method(
@@ -23,7 +28,7 @@ def build_method(
     task_features: Mapping[str, float],
     surrogates: Callable[[], tuple[Any, Any]],
     metadataset: str,
-    exclude_task: str | None = None,
+    exclude_tasks: Sequence[str] = (),
     seed: int = 0,
     acquisition: str = "ei",
     horizon: str = "final",
@@ -32,7 +37,7 @@ def build_method(
     optuna_storage: str | None = None,
 ) -> TuningMethod:
     """The method ``name`` for a task; ``surrogates()`` is only called by the methods that need them, and
-    ``metadataset`` (without ``exclude_task``) is where the portfolio comes from; ``optuna_storage`` is the journal
+    ``metadataset`` (without ``exclude_tasks``) is where the portfolio comes from; ``optuna_storage`` is the journal
     file of Optuna's study (what it resumes from)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -50,7 +55,7 @@ def build_method(
     if name == "portfolio":
         from lit_transfer.tune.replay import portfolio  # replay imports the methods' base: import it late
 
-        return Portfolio(space, portfolio(metadataset, exclude=exclude_task), seed=seed)
+        return Portfolio(space, portfolio(metadataset, exclude=exclude_tasks), seed=seed)
     if name == "optuna_tpe":
         return OptunaTPE(space, candidates, seed=seed, storage=optuna_storage)
     simple = {"default": Default, "zero_shot": ZeroShot, "random": RandomSearch}
@@ -58,6 +63,6 @@ def build_method(
 
 
 __all__ = [
-    "METHODS", "Default", "DyHPO", "OptunaTPE", "Portfolio", "QuickTune", "RandomSearch", "SurrogateMethod",
-    "Transfer", "Trial", "TuningMethod", "ZeroShot", "build_method",
+    "METHODS", "RANDOMNESS", "Default", "DyHPO", "OptunaTPE", "Portfolio", "QuickTune", "RandomSearch",
+    "SurrogateMethod", "Transfer", "Trial", "TuningMethod", "ZeroShot", "build_method",
 ]  # fmt: skip

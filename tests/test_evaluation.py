@@ -1,0 +1,102 @@
+"""Evaluation v2: leave-one-family-out folds, seeds by kind of method, bootstrap intervals, Wilcoxon tests and the
+critical-difference diagram, on a small synthetic meta-dataset of five tasks in three families."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from conftest import short_recipe, write_synthetic_metadataset
+
+from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+from lit_transfer.tune.stats import bootstrap_ci, wilcoxon_against
+
+TASKS = ("alpha-l1", "alpha-l2", "beta-l1", "beta-l2", "gamma-l1")
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory):
+    return str(
+        write_synthetic_metadataset(tmp_path_factory.mktemp("families") / "meta.sqlite", tasks=TASKS, configs=24)
+    )
+
+
+@pytest.fixture(scope="module")
+def lofo(families, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lofo")
+    plan = EvaluationPlan(
+        metadataset=families, methods=["transfer", "portfolio", "default", "random"], seeds=[0, 1, 2, 3],
+        budget_epochs=12, holdout="family", perf_config=short_recipe(out, "performance", 2),
+        cost_config=short_recipe(out, "cost", 10), out=str(out / "eval"),
+    )  # fmt: skip
+    return plan, evaluate(plan, progress=lambda line: None), out / "eval"
+
+
+def test_a_family_is_held_out_together(lofo):
+    plan, _, out = lofo
+    assert plan.folds(list(TASKS)) == {
+        "family-alpha": ["alpha-l1", "alpha-l2"], "family-beta": ["beta-l1", "beta-l2"], "family-gamma": ["gamma-l1"]
+    }  # fmt: skip
+    cached = sorted(p.name for p in (out / "surrogates").iterdir())
+    assert cached == sorted(f"family-{f}.{t}.ckpt" for f in ("alpha", "beta", "gamma") for t in ("performance", "cost"))
+
+
+def test_seed_free_methods_run_once_and_stand_for_every_seed(lofo):
+    plan, _, out = lofo
+    assert plan.method_seeds("transfer") == [0] and plan.method_seeds("random") == [0, 1, 2, 3]
+    states = {p.name for p in (out / "states" / "alpha-l1").glob("*.json")}
+    assert {"transfer-0.json", "portfolio-0.json", "random-3.json"} <= states and "transfer-1.json" not in states
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    at_end = [r for r in rows if float(r["fraction"]) == 1.0]
+    assert len(at_end) == len(TASKS) * 4 * 4  # (task, seed) complete for every method
+    transfer = {
+        r["seed"]: r["normalized_regret"] for r in at_end if r["method"] == "transfer" and r["task"] == "beta-l2"
+    }
+    assert len(transfer) == 4 and len(set(transfer.values())) == 1
+
+
+def test_summary_has_bootstrap_intervals_and_stats_test_transfer_against_every_method(lofo):
+    _, summary, out = lofo
+    for method, by_fraction in summary.items():
+        for fraction, entry in by_fraction.items():
+            lo, hi = entry["regret_ci95"]
+            assert lo - 1e-9 <= entry["normalized_regret"] <= hi + 1e-9, (method, fraction)
+    stats = json.loads((out / "stats.json").read_text())
+    assert set(stats) == {"0.1", "0.25", "0.5", "1.0"}
+    for entry in stats.values():
+        assert set(entry) == {"portfolio", "default", "random"}
+        for test in entry.values():
+            assert 0.0 <= test["p_value"] <= 1.0 and isinstance(test["transfer_better"], bool)
+            assert test["pairs"] == len(TASKS) * 4
+    cd = json.loads((out / "cd.json").read_text())
+    assert (out / "cd.png").stat().st_size > 1000 and cd["blocks"] == len(TASKS)
+    assert set(cd["mean_rank"]) == {"transfer", "portfolio", "default", "random"}
+
+
+def test_bootstrap_interval_narrows_with_more_data_and_is_seeded():
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(size=10), rng.normal(size=1000)
+    lo_few, hi_few = bootstrap_ci(few)
+    lo_many, hi_many = bootstrap_ci(many)
+    assert hi_many - lo_many < (hi_few - lo_few) / 4
+    assert lo_many < 0.0 < hi_many
+    assert bootstrap_ci(few) == bootstrap_ci(few)
+
+
+def test_wilcoxon_finds_a_consistent_difference_and_not_a_coin_flip():
+    rng = np.random.default_rng(1)
+    rows = []
+    for task in range(20):
+        for seed in range(3):
+            base = rng.uniform(0.2, 0.8)
+            for method, value in (
+                ("transfer", base - 0.1),
+                ("worse", base),
+                ("same", base - 0.1 + rng.normal(0, 0.01)),
+            ):
+                rows.append({"task": f"t{task}", "seed": seed, "method": method, "fraction": 1.0,
+                             "normalized_regret": value})  # fmt: skip
+    result = wilcoxon_against(rows, "transfer", [1.0])["1.0"]
+    assert result["worse"]["p_value"] < 1e-6 and result["worse"]["transfer_better"]
+    assert result["same"]["p_value"] > 0.01
