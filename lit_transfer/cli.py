@@ -23,7 +23,9 @@ from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate.training import DEFAULT_RECIPES
 from lit_transfer.tune.evaluate import EvaluationPlan
 
-Method = Literal["transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe"]
+Method = Literal[
+    "transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb"
+]
 TRAINER_COMMANDS = ("fit", "validate", "test")
 
 
@@ -224,7 +226,7 @@ def tune(
         data: the new task's data folder (train/validation/test.jsonl).
         budget: how much tuning may cost: a duration (600, 30m, 5h) or, with ``budget_unit epochs``, epochs.
         budget_unit: ``seconds`` (of training) or ``epochs`` (trial steps).
-        method: transfer | quicktune | dyhpo | portfolio | default | zero_shot | random | optuna_tpe.
+        method: transfer | quicktune | dyhpo | portfolio | default | zero_shot | random | optuna_tpe | dehb.
         acquisition: ei | cost_ei | ucb (surrogate methods).
         metadataset: meta-dataset whose pretrained surrogates and configs are used.
         base_model: model to finetune (default: the meta-dataset's).

@@ -13,7 +13,7 @@ from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.surrogate import MetaDataModule, PerformanceSurrogate
 from lit_transfer.tune.loop import Budget, load_state, run_tuning
-from lit_transfer.tune.methods import OptunaTPE, Portfolio, RandomSearch, Transfer
+from lit_transfer.tune.methods import DEHB, OptunaTPE, Portfolio, RandomSearch, Transfer
 from lit_transfer.tune.replay import ReplayEvaluator, portfolio
 
 SPACE = SearchSpace.from_yaml()
@@ -66,10 +66,11 @@ def methods(evaluator, features, perf, synthetic_metadataset, tmp_path):
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude=["t3"])),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
         "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1, storage=str(tmp_path / "optuna.journal")),
+        "dehb": lambda: DEHB(SPACE, candidates, seed=1),
     }
 
 
-@pytest.mark.parametrize("name", ["transfer", "portfolio", "random", "optuna_tpe"])
+@pytest.mark.parametrize("name", ["transfer", "portfolio", "random", "optuna_tpe", "dehb"])
 def test_four_workers_spend_the_budget_exactly_with_distinct_configs_in_flight(
     name, task, perf, synthetic_metadataset, tmp_path
 ):
@@ -188,8 +189,8 @@ def test_evaluate_with_workers_reports_how_much_sooner_n_workers_get_there(synth
 
 
 def test_time_to_regret_is_the_clock_of_the_first_step_that_gets_there():
-    from lit_transfer.tune.stats import time_to_regret
     from lit_transfer.tune.loop import Step
+    from lit_transfer.tune.stats import time_to_regret
 
     history = [Step("a", 1, 0.2, 5, 1, 0.2, clock=5), Step("b", 1, 0.6, 5, 2, 0.6, clock=7),
                Step("a", 2, 0.9, 5, 3, 0.9, clock=12)]  # fmt: skip

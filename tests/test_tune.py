@@ -17,7 +17,7 @@ from lit_transfer.tune.acquisition import (
     upper_confidence_bound,
 )
 from lit_transfer.tune.loop import Budget, incumbent_at, load_state, parse_duration, run_tuning
-from lit_transfer.tune.methods import DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
+from lit_transfer.tune.methods import DEHB, DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
 from lit_transfer.tune.replay import ReplayEvaluator, portfolio
 
 SPACE = SearchSpace.from_yaml()
@@ -73,7 +73,17 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
 
 @pytest.mark.parametrize(
     "method",
-    ["transfer", "transfer_next", "transfer_cost_ei", "quicktune", "dyhpo", "portfolio", "random", "optuna_tpe"],
+    [
+        "transfer",
+        "transfer_next",
+        "transfer_cost_ei",
+        "quicktune",
+        "dyhpo",
+        "portfolio",
+        "random",
+        "optuna_tpe",
+        "dehb",
+    ],
 )
 def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset, tmp_path):
     evaluator, features = task
@@ -89,6 +99,7 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
         "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1, storage=str(tmp_path / "optuna.journal")),
+        "dehb": lambda: DEHB(SPACE, candidates, seed=1),
     }[method]()
     history = run_tuning(optimizer, evaluator, Budget(20, "epochs"))
     assert len(history) == 20 and history[-1].spent == 20
@@ -252,3 +263,16 @@ def test_a_second_evaluation_in_the_same_folder_is_refused_at_once(synthetic_met
     with FolderLock(tmp_path / "out"), pytest.raises(LockedError, match="in use by another process"):
         evaluate(plan, progress=lambda message: None)
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_dehb_trains_its_jobs_to_hyperband_fidelities_and_resumes_where_it_was(task, tmp_path):
+    evaluator, _ = task
+    full = run_tuning(DEHB(SPACE, evaluator.configs(), seed=3), evaluator, Budget(30))
+    state = tmp_path / "state.json"
+    run_tuning(DEHB(SPACE, evaluator.configs(), seed=3), evaluator, Budget(13), state)
+    resumed = run_tuning(DEHB(SPACE, evaluator.configs(), seed=3), evaluator, Budget(30), state)
+    assert [(s.config_key, s.fidelity) for s in resumed] == [(s.config_key, s.fidelity) for s in full]
+    events = json.loads(state.read_text())["method"]["events"]
+    asked = {e["epochs"] for e in events if "ask" in e}
+    assert asked <= {3, 8} and 8 in asked  # Hyperband's brackets over 8 epochs with eta 3
+    assert sum("tell" in e for e in events) >= 4

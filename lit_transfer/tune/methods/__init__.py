@@ -1,6 +1,6 @@
 """Tuning methods behind one ask/tell interface (``TuningMethod``), by name, built the same way for the evaluation
 (replay) and for real tuning: ``base`` (the interface and observations), ``baselines`` (zero-shot, default,
-portfolio, random), ``surrogate`` (Transfer, QuickTune, DyHPO) and ``optuna_tpe``."""
+portfolio, random), ``surrogate`` (Transfer, QuickTune, DyHPO), ``optuna_tpe`` and ``dehb``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from typing import Any
 from lit_transfer.space import SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 from lit_transfer.tune.methods.baselines import Default, Portfolio, RandomSearch, ZeroShot
+from lit_transfer.tune.methods.dehb import DEHB
 from lit_transfer.tune.methods.optuna_tpe import OptunaTPE
 from lit_transfer.tune.methods.surrogate import DyHPO, QuickTune, SurrogateMethod, Transfer
 
-METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe")
+METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb")
 # what a method's seed changes: nothing (deterministic given the experience), its refits, or its choices
 RANDOMNESS = {
     "transfer": "none", "portfolio": "none", "default": "none", "zero_shot": "none", "quicktune": "refit",
-    "dyhpo": "refit", "random": "random", "optuna_tpe": "random",
+    "dyhpo": "refit", "random": "random", "optuna_tpe": "random", "dehb": "random",
 }  # fmt: skip
 
 
@@ -56,6 +57,8 @@ def build_method(
         from lit_transfer.tune.replay import portfolio  # replay imports the methods' base: import it late
 
         return Portfolio(space, portfolio(metadataset, exclude=exclude_tasks), seed=seed)
+    if name == "dehb":
+        return DEHB(space, candidates, seed=seed)
     if name == "optuna_tpe":
         return OptunaTPE(space, candidates, seed=seed, storage=optuna_storage)
     simple = {"default": Default, "zero_shot": ZeroShot, "random": RandomSearch}
@@ -63,6 +66,6 @@ def build_method(
 
 
 __all__ = [
-    "METHODS", "RANDOMNESS", "Default", "DyHPO", "OptunaTPE", "Portfolio", "QuickTune", "RandomSearch",
+    "DEHB", "METHODS", "RANDOMNESS", "Default", "DyHPO", "OptunaTPE", "Portfolio", "QuickTune", "RandomSearch",
     "SurrogateMethod", "Transfer", "Trial", "TuningMethod", "ZeroShot", "build_method",
 ]  # fmt: skip
