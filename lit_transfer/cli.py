@@ -23,9 +23,7 @@ from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate.training import DEFAULT_RECIPES
 from lit_transfer.tune.evaluate import EvaluationPlan
 
-Method = Literal[
-    "transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb"
-]
+Method = Literal["transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb"]
 TRAINER_COMMANDS = ("fit", "validate", "test")
 
 
@@ -116,6 +114,7 @@ def _summary_args(argv: list[str]) -> list[str]:
 def suggest(
     data: str, top: int = 5, budget: str | None = None, metadataset: str = SHIPPED_METADATASET,
     base_model: str | None = None, out: str = "runs/suggest", candidates: int = 1000, seed: int = 0,
+    own: str | None = None,
 ) -> None:  # fmt: skip
     """Suggest finetuning pipelines for a new dataset from the meta-learned surrogates (no training).
 
@@ -130,12 +129,15 @@ def suggest(
         out: folder for the YAML files.
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the sample.
+        own: your own meta-dataset (tune --record_into), with surrogates from ``surrogate train --own``.
     """
     from lit_transfer.tune.commands import suggest as run_suggest
     from lit_transfer.tune.loop import parse_duration
 
     seconds = None if budget is None else parse_duration(budget)
-    picks = run_suggest(data, top, resolve(metadataset), base_model, out, candidates, seed=seed, budget=seconds)
+    picks = run_suggest(
+        data, top, resolve(metadataset), base_model, out, candidates, seed=seed, budget=seconds, own=own
+    )
     if not picks:
         fail(f"no config is predicted to finish within {budget}", 1)
     print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
@@ -149,13 +151,16 @@ def suggest(
 def surrogate_train(
     metadataset: str = SHIPPED_METADATASET, only: Literal["performance", "cost"] | None = None,
     perf_config: str = DEFAULT_RECIPES["performance"], cost_config: str = DEFAULT_RECIPES["cost"],
-    threads: int = 1,
+    threads: int = 1, own: str | None = None,
 ) -> None:  # fmt: skip
     """Meta-train the surrogates on a meta-dataset (all its tasks) and write them beside it, where suggest, tune and
     evaluate load them (``<name>.perf.ckpt``, ``<name>.cost.ckpt``). Seeded: the same input gives the same weights.
+    With ``own``, they learn from the meta-dataset plus your own experience, and are written beside your file
+    (where ``suggest --own`` and ``tune --own`` load them).
 
     Args:
         metadataset: the meta-dataset (default: the shipped one).
+        own: your own meta-dataset (what ``tune --record_into`` wrote), learned from besides ``metadataset``.
         only: train one of the two (default: both).
         perf_config: YAML of the performance surrogate (the same file ``fit`` takes).
         cost_config: YAML of the cost surrogate.
@@ -167,16 +172,19 @@ def surrogate_train(
 
     from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
     from lit_transfer.surrogate.training import train_surrogate
+    from lit_transfer.tune.record import check_own
 
     torch.set_num_threads(threads)
     metadataset = resolve(metadataset)
-    MetaDataset(metadataset).close()  # a clear error for a bad file before any training
-    perf_path, cost_path = pretrained_paths(metadataset)
+    sources = [metadataset] if own is None else [metadataset, str(check_own(own))]
+    for source in sources:
+        MetaDataset(source).close()  # a clear error for a bad file before any training
+    perf_path, cost_path = pretrained_paths(sources[-1])
     for target, recipe, out in (("performance", perf_config, perf_path), ("cost", cost_config, cost_path)):
         if only not in (None, target):
             continue
         start = time.perf_counter()
-        module = train_surrogate(recipe, metadataset)
+        module = train_surrogate(recipe, metadataset, own=sources[1:])
         size = save_weights(module, out).stat().st_size
         print(f"{out}: {target} surrogate meta-trained in {time.perf_counter() - start:.0f} s ({size:,} bytes)")
 
@@ -217,6 +225,7 @@ def tune(
     candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
+    record_into: str | None = None, task_name: str | None = None, own: str | None = None,
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -241,6 +250,9 @@ def tune(
         num_cpus: CPUs each trial reserves on Ray.
         num_gpus: GPUs each trial reserves on Ray (fractions: several small trials share a GPU).
         storage: where trials live, reachable by every worker: a shared folder or an fsspec URL (default: out).
+        record_into: your own meta-dataset file: every trial (curve so far, cost, status) is recorded into it.
+        task_name: the task's name there (default: the data folder's name).
+        own: your own meta-dataset, with surrogates from ``surrogate train --own``, used besides ``metadataset``.
     """
     from lit_transfer.tune.commands import tune as run_tune
     from lit_transfer.tune.finetuning import trial_id
@@ -271,6 +283,7 @@ def tune(
             data, amount, budget_unit, method, acquisition, resolve(metadataset), base_model, out, candidates,
             seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
+            record_into=record_into, task_name=task_name, own=own,
         )  # fmt: skip
     finally:
         for writer in writers:

@@ -169,3 +169,38 @@ def test_the_readme_demo_tunes_a_new_task_with_the_shipped_assets(tmp_path):
     summary = json.loads((out / "result.json").read_text())
     assert summary["steps"] == 3 and 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_tune_records_its_trials_into_the_users_experience_and_surrogates_learn_from_it(metadataset, qa_dir, tmp_path):
+    from conftest import short_recipe
+
+    from lit_transfer.metadataset.store import MetaDataset
+    from lit_transfer.resources import ASSETS
+
+    own = tmp_path / "mine.sqlite"
+    args = [
+        "tune", "--config", str(REPO / "configs/tune/transfer.yaml"), "--data", str(qa_dir), "--budget_unit",
+        "epochs", "--metadataset", metadataset, "--out", str(tmp_path / "tune"), "--method", "default",
+        "--record_into", str(own), "--task_name", "my_qa",
+    ]  # fmt: skip
+    for budget, epochs in (("2", 2), ("3", 3)):  # the record grows with the trial's curve
+        result = run_cli(*args, "--budget", budget)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with MetaDataset(own) as store:
+            (run,) = list(store.runs())
+            assert "my_qa" in store.tasks() and run.task == "my_qa" and run.status == "ok"
+            assert max(p["fidelity"] for p in run.curve) == epochs and run.seconds > 0
+    trained = run_cli(
+        "surrogate", "train", "--metadataset", metadataset, "--own", str(own),
+        "--perf_config", short_recipe(tmp_path, "performance", 1), "--cost_config", short_recipe(tmp_path, "cost", 2),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert (tmp_path / "mine.perf.ckpt").exists() and (tmp_path / "mine.cost.ckpt").exists()
+    suggested = run_cli(
+        "suggest", "--data", str(qa_dir), "--metadataset", metadataset, "--own", str(own), "--top", "2",
+        "--candidates", "8", "--out", str(tmp_path / "suggest"),
+    )  # fmt: skip
+    assert suggested.returncode == 0, suggested.stderr[-3000:]
+    shipped = run_cli(*args[:-4], "--budget", "1", "--record_into", str(ASSETS / "metadata" / "mine.sqlite"))
+    assert shipped.returncode == 2 and "the shipped experience is never written" in shipped.stderr

@@ -178,6 +178,23 @@ class RunTable:
     def select(self, tasks: Sequence[str]) -> list[int]:
         return [i for i, t in enumerate(self.tasks) if t in set(tasks)]
 
+    @classmethod
+    def concat(cls, tables: Sequence[RunTable], names: Sequence[str]) -> RunTable:
+        """One table of several meta-datasets' runs (``names``: their files, for errors); a task name may be in
+        only one of them."""
+        seen: dict[str, str] = {}
+        for table, name in zip(tables, names, strict=True):
+            for task in table.task_features:
+                if task in seen:
+                    raise MetaDatasetError(f"task {task!r} is in both {seen[task]} and {name}: rename one")
+                seen[task] = name
+        return cls(
+            [t for table in tables for t in table.tasks],
+            {t: f for table in tables for t, f in table.task_features.items()},
+            torch.cat([t.config for t in tables]), torch.cat([t.target for t in tables]),
+            torch.cat([t.channels for t in tables]), torch.cat([t.seconds_per_epoch for t in tables]),
+        )  # fmt: skip
+
 
 def seconds_per_epoch(curve: Sequence[Mapping[str, Any]]) -> float:
     """Training plus validation seconds per epoch (what one fidelity step costs), without the zero-shot point."""
@@ -283,6 +300,7 @@ class MetaDataModule(LightningDataModule):
         metric: the curve metric to predict.
         task_features: the task meta-features served, in order (as the surrogate reads them).
         holdout_tasks: tasks left out entirely (leave-one-task-out evaluation).
+        own: more meta-datasets to learn from besides ``path``: a user's own experience (``tune --record_into``).
         val_tasks: tasks used for validation only.
         batch_size: examples per batch (one task per batch for ``performance``).
         seed: seed of the batch order.
@@ -299,22 +317,27 @@ class MetaDataModule(LightningDataModule):
         val_tasks: list[str] | None = None,
         batch_size: int = 128,
         seed: int = 0,
+        own: list[str] | None = None,
     ) -> None:
         super().__init__()
         if target not in ("performance", "cost"):
             raise ValueError(f"target must be 'performance' or 'cost', got {target!r}")
         self.path, self.target, self.batch_size, self.seed = path, target, batch_size, seed
         self.holdout_tasks, self.val_tasks = list(holdout_tasks or []), list(val_tasks or [])
+        self.own = list(own or [])
         self.encoding = Encoding(space, task_features, metric)
         self.table: RunTable | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        if not Path(self.path).exists():
-            raise FileNotFoundError(f"meta-dataset {self.path} does not exist")
-        with MetaDataset(self.path) as store:
-            self.table = RunTable.from_store(store, self.encoding)
+        tables = []
+        for path in [self.path, *self.own]:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"meta-dataset {path} does not exist")
+            with MetaDataset(path) as store:
+                tables.append(RunTable.from_store(store, self.encoding))
+        self.table = tables[0] if len(tables) == 1 else RunTable.concat(tables, [self.path, *self.own])
         known = sorted(self.table.task_features)
         unknown = [t for t in self.holdout_tasks + self.val_tasks if t not in known]
         if unknown:

@@ -68,8 +68,10 @@ def train_surrogate(
     space: str | None = None,
     max_epochs: int | None = None,
     seed: int | None = None,
+    own: Sequence[str] = (),
 ) -> L.LightningModule:
-    """Meta-train the surrogate of ``recipe`` on ``metadataset`` (without ``holdout_tasks``); returns it in eval mode.
+    """Meta-train the surrogate of ``recipe`` on ``metadataset`` and the ``own`` ones (without ``holdout_tasks``);
+    returns it in eval mode.
 
     The seed (the recipe's unless given) is set right before the model is built, so the result depends only on the
     inputs: two calls with the same arguments give the same weights."""
@@ -85,7 +87,7 @@ def train_surrogate(
         model_args["space"] = data_args["space"] = space
     L.seed_everything(seed, verbose=False)
     model = import_object(recipe.model_class)(**model_args)
-    data = MetaDataModule(metadataset, holdout_tasks=list(holdout_tasks), **{**data_args, "seed": seed})
+    data = MetaDataModule(metadataset, holdout_tasks=list(holdout_tasks), own=list(own), **{**data_args, "seed": seed})
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=max_epochs or recipe.max_epochs, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,

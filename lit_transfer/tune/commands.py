@@ -13,7 +13,7 @@ import yaml
 
 from lit_transfer.executors import make_executor
 from lit_transfer.finetune.run import fit_config
-from lit_transfer.io import write_atomic
+from lit_transfer.io import safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
@@ -29,10 +29,15 @@ def meta_base_model(metadataset: str) -> str:
     return resolve(counts.most_common(1)[0][0])  # recorded runs name a packaged model by its relative path
 
 
-def candidate_configs(space: SearchSpace, metadataset: str, sampled: int = 1000, seed: int = 0) -> list[dict]:
-    """The meta-dataset's configs (where the surrogates know most) plus quasi-random ones, without repeats."""
-    with MetaDataset(metadataset) as store:
-        known = [dict(run.config) for run in store.runs()]
+def candidate_configs(
+    space: SearchSpace, metadataset: str, sampled: int = 1000, seed: int = 0, own: str | None = None
+) -> list[dict]:
+    """The meta-dataset's configs (and those of the user's own experience: where the surrogates know most) plus
+    quasi-random ones, without repeats."""
+    known = []
+    for path in [metadataset] if own is None else [metadataset, own]:
+        with MetaDataset(path) as store:
+            known += [dict(run.config) for run in store.runs()]
     seen, out = set(), []
     for config in [*known, *(dict(c.values) for c in space.sample(sampled, seed=seed))]:
         key = PipelineConfig(config).key()
@@ -53,6 +58,14 @@ def experience_settings(metadataset: str, space: SearchSpace, base_model: str | 
     return RunSettings.from_dict({**recorded, "max_epochs": space.max_epochs}, base_model=base, seed=seed)
 
 
+def experience_surrogates(metadataset: str, own: str | None = None) -> tuple[Any, Any]:
+    """The pretrained surrogates: meta-trained on the meta-dataset, or on it plus the user's own experience
+    (``surrogate train --own``, written beside the user's file)."""
+    from lit_transfer.surrogate import load_pretrained
+
+    return load_pretrained(own if own is not None else metadataset)
+
+
 def task_features_of(data: str, settings) -> dict:
     from lit_transfer.metadataset.features import task_features
 
@@ -62,19 +75,17 @@ def task_features_of(data: str, settings) -> dict:
 def suggest(
     data: str, top: int = 5, metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
     out: str = "runs/suggest", candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
-    budget: float | None = None,
+    budget: float | None = None, own: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The ``top`` configs by predicted final metric (among those predicted to train all epochs within ``budget``
     seconds, if given), each written as a ready ``fit`` YAML."""
-    from lit_transfer.surrogate import load_pretrained
-
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
     features = task_features_of(data, settings)
-    perf, cost = load_pretrained(metadataset)
-    configs = candidate_configs(search_space, metadataset, candidates, seed)
+    perf, cost = experience_surrogates(metadataset, own)
+    configs = candidate_configs(search_space, metadataset, candidates, seed, own)
     mean, std = perf.predict(configs, features)
     seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
     affordable = [i for i in range(len(configs)) if budget is None or seconds[i] <= budget]
@@ -99,7 +110,8 @@ def tune(
     horizon: str = "final", on_step: Callable[[Step], None] | None = None,
     on_start: Callable[[Any], None] | None = None, executor: str = "local", workers: int = 1,
     threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
-    storage: str | None = None,
+    storage: str | None = None, record_into: str | None = None, task_name: str | None = None,
+    own: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
@@ -107,18 +119,24 @@ def tune(
     ``workers`` trial steps run at once: in this process (one local worker), in worker processes (``local``) or on
     Ray actors (``ray``, reserving ``num_cpus`` and ``num_gpus`` each, on the cluster at ``address``). Trials live
     in ``storage`` (default: ``out``), which every worker must reach; the state stays in ``out``, written by this
-    process only."""
+    process only. With ``record_into``, every trial (curve so far, cost, status) is written after each step into
+    that meta-dataset of the user's own, as task ``task_name`` (default: the data folder's name); ``own`` is such a
+    file whose surrogates (``surrogate train --own``) and configs are used besides ``metadataset``'s."""
     from lit_transfer.finetune.data import check_splits
     from lit_transfer.finetune.models import check_model
     from lit_transfer.io import FolderLock
-    from lit_transfer.surrogate import load_pretrained
-    from lit_transfer.tune.finetuning import FinetuneEvaluator
+    from lit_transfer.tune.finetuning import FinetuneEvaluator, trial_id
     from lit_transfer.tune.methods import METHODS, build_method
+    from lit_transfer.tune.record import TrialRecorder, check_own
 
     # everything the run will need is checked before the first trial, not after the budget is spent
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     budget_ = Budget(budget, budget_unit)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if record_into is not None:
+        check_own(record_into)
     check_splits(data)
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
@@ -126,15 +144,28 @@ def tune(
     with FolderLock(out, "tune"):
         features = task_features_of(data, settings)
         tuner = build_method(
-            method, search_space, candidate_configs(search_space, metadataset, candidates, seed), features,
-            lambda: load_pretrained(metadataset), metadataset, seed=seed, acquisition=acquisition, horizon=horizon,
+            method, search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
+            lambda: experience_surrogates(metadataset, own), metadataset, seed=seed, acquisition=acquisition,
+            horizon=horizon,
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
         evaluator = FinetuneEvaluator(data, settings, storage or out)
         if threads is None:  # local worker processes share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else 1
         runner = make_executor(executor, workers, threads, address, num_cpus, num_gpus, processes=workers > 1)
-        history = run_tuning(tuner, evaluator, budget_, Path(out) / "state.json", on_step, on_start, runner)
+        recorder = None
+        if record_into is not None:
+            name = safe_name(task_name or Path(data).resolve().name, "task name")
+            recorder = TrialRecorder(record_into, name, features, settings)
+
+        def step_done(step: Step) -> None:
+            if recorder is not None:  # this process is the only writer of the user's file
+                curve = None if step.status == "failed" else evaluator.storage.curve(trial_id(step.config_key))
+                recorder.record(step, tuner, curve)
+            if on_step is not None:
+                on_step(step)
+
+        history = run_tuning(tuner, evaluator, budget_, Path(out) / "state.json", step_done, on_start, runner)
         chosen, value = tuner.best()
         result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
         if chosen is None:

@@ -9,9 +9,11 @@ last, so the curve in storage (the record of what was trained) never runs ahead 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from lit_transfer.finetune.run import CURVE_FILE, RunError
 from lit_transfer.io import inside
@@ -61,6 +63,18 @@ class TrialStorage:
         except OSError as err:
             raise RunError(f"{self.url(trial)}: cannot read the trial from storage ({err})") from err
         return folder
+
+    def curve(self, trial: str) -> dict[str, Any] | None:
+        """The trial's recorded ``curve.json`` in storage (None before its first step), read without its
+        checkpoints."""
+        try:
+            if self.remote:
+                path = f"{self.root.rstrip('/')}/trials/{trial}/{CURVE_FILE}"
+                return json.loads(self.fs.cat_file(path)) if self.fs.exists(path) else None
+            path = self.local(trial) / CURVE_FILE
+            return json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError) as err:
+            raise RunError(f"{self.url(trial)}/{CURVE_FILE}: cannot read the trial's curve ({err})") from err
 
     def push(self, trial: str) -> None:
         """Copy the trial folder to storage, its curve last (nothing to do for a folder)."""

@@ -1,0 +1,75 @@
+"""Experience that grows with use: ``tune --record_into`` writes every trial of the user's task (its curve so far,
+cost and status) into a meta-dataset of the user's own, after every step; ``surrogate train --own`` then
+meta-trains on the shipped experience plus that file. The shipped files are never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lit_transfer.metadataset.build import versions
+from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError, RunRecord
+from lit_transfer.resources import ASSETS
+from lit_transfer.space import PipelineConfig
+from lit_transfer.tune.loop import Step
+from lit_transfer.tune.methods.base import TuningMethod
+
+
+def check_own(path: str | Path) -> Path:
+    """``path`` if it may hold a user's own experience: not a file shipped with the package."""
+    resolved = Path(path).resolve()
+    if resolved == ASSETS.resolve() or ASSETS.resolve() in resolved.parents:
+        raise ValueError(f"{path}: the shipped experience is never written; record into a file of your own")
+    return resolved
+
+
+class TrialRecorder:
+    """Writes a task's trials into the user's meta-dataset (created if missing), one run per config, replaced as
+    its curve grows. Only the tuning driver calls it: one writer.
+
+    Args:
+        path: the user's meta-dataset file.
+        task: the task's name in it.
+        features: the task's meta-features.
+        settings: the run settings of the trials (``RunSettings``).
+    """
+
+    def __init__(self, path: str | Path, task: str, features: Mapping[str, float], settings: Any) -> None:
+        self.path, self.task, self.settings = check_own(path), task, settings
+        with MetaDataset(self.path, create=True) as store:
+            known = store.tasks().get(task)
+            if known is not None and known != dict(features):
+                raise MetaDatasetError(
+                    f"{path}: task {task!r} is already recorded with other meta-features (another dataset?); "
+                    "name this one differently (--task_name)"
+                )
+            store.add_task(task, dict(features))
+
+    def record(self, step: Step, method: TuningMethod, curve: Mapping[str, Any] | None) -> None:
+        """The config of ``step`` as recorded so far: its trial's ``curve.json`` (None for a failed step)."""
+        common = {"task": self.task, "config": config_of(method, step.config_key), "seed": self.settings.seed,
+                  "base_model": self.settings.base_model, "max_epochs": self.settings.max_epochs,
+                  "versions": versions()}  # fmt: skip
+        if curve is None:
+            run = RunRecord(status="failed", message=step.message, **common)
+        else:
+            cost = curve.get("cost", {})
+            run = RunRecord(
+                status=curve["status"], message=curve.get("message"), curve=curve["points"],
+                seconds=cost.get("seconds", 0.0), tokens=cost.get("tokens", 0), device=cost.get("device", "cpu"),
+                **common,
+            )  # fmt: skip
+        with MetaDataset(self.path) as store:
+            store.add_run(run)
+
+
+def config_of(method: TuningMethod, key: str) -> dict[str, Any]:
+    """The config a method knows by ``key`` (observed, or among its candidates)."""
+    if key in method.observed:
+        return dict(method.observed[key][0])
+    for config in method.candidates or []:
+        if PipelineConfig(dict(config)).key() == key:
+            return dict(config)
+    raise KeyError(f"config {key} is unknown to the method")
