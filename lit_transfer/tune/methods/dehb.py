@@ -1,5 +1,6 @@
 """DEHB (differential evolution with Hyperband) behind the tuning-method interface, with the epochs as fidelity:
-the meta-optimization baseline of the research we build on (the ``dehb`` extra).
+the meta-optimization baseline of the research we build on (the ``dehb`` extra, then ``pip install --no-deps
+dehb==0.1.2``: its release pins numpy < 2 but runs on numpy 2).
 
 DEHB asks for a config at a fidelity (a number of epochs, from Hyperband's brackets: 3 and 8 of 8 epochs with
 ``eta=3``). Here a config is trained one epoch at a time (freeze-thaw), so a job continues its config until it has
@@ -50,7 +51,9 @@ class DEHB(TuningMethod):
             from dehb import DEHB as Optimizer
             from loguru import logger
         except ImportError as err:
-            raise ImportError("the dehb method needs DEHB: pip install 'lit_transfer[dehb]'") from err
+            raise ImportError(
+                "the dehb method needs DEHB: pip install 'lit_transfer[dehb]' && pip install --no-deps dehb==0.1.2"
+            ) from err
         folder = tempfile.mkdtemp(prefix="lit_transfer_dehb_")
         try:
             optimizer = Optimizer(
