@@ -146,6 +146,8 @@ def suggest(
         short = f"{c['adapter']} r={c['lora_rank']} {c['optimizer']} lr={c['learning_rate']:.2g} bs={c['batch_size']}"
         predicted = f"{p['predicted']:>6.3f} ± {p['std']:.3f}"
         print(f"{p['rank']:>4}  {predicted}  {p['seconds'] / 60:>7.1f}  {short} -> {p['yaml']}")
+        nearest = ", ".join(f"{e['task']} {e['final']:.3f}" for e in p["evidence"])
+        print(f"{'':>4}  recorded nearby: {nearest}")
 
 
 def surrogate_train(

@@ -78,7 +78,9 @@ def suggest(
     budget: float | None = None, own: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The ``top`` configs by predicted final metric (among those predicted to train all epochs within ``budget``
-    seconds, if given), each written as a ready ``fit`` YAML."""
+    seconds, if given), each written as a ready ``fit`` YAML, with the recorded runs most like it (``evidence``)."""
+    from lit_transfer.tune.evidence import Experience
+
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     search_space = SearchSpace.from_yaml(space)
@@ -91,6 +93,7 @@ def suggest(
     affordable = [i for i in range(len(configs)) if budget is None or seconds[i] <= budget]
     order = sorted(affordable, key=lambda i: -mean[i])[:top]
     Path(out).mkdir(parents=True, exist_ok=True)
+    experience = Experience([metadataset] if own is None else [metadataset, own], search_space)
     picks = []
     for rank, i in enumerate(order, start=1):
         path = Path(out) / f"suggestion_{rank}.yaml"
@@ -98,7 +101,7 @@ def suggest(
         write_atomic(path, yaml.safe_dump(fit, sort_keys=False))
         picks.append(
             {"rank": rank, "predicted": float(mean[i]), "std": float(std[i]), "seconds": float(seconds[i]),
-             "config": configs[i], "yaml": str(path)}
+             "config": configs[i], "yaml": str(path), "evidence": experience.behind(configs[i], features)}
         )  # fmt: skip
     return picks
 
