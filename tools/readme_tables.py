@@ -58,7 +58,8 @@ def feature_correlations_v2() -> str:
 def parallel_tuning() -> str:
     result = _json("bench/parallel.json")
     lines = [
-        f"Replayed on `{result['metadataset']}`, {result['seeds']} seeds, {result['budget_epochs']}-epoch budget.",
+        f"Replayed on `{result['metadataset']}`, {result['budget_epochs']}-epoch budget; Random over "
+        f"{result['seeds']} seeds per task, Transfer once per task (the seed does not change it).",
         "",
         "| method | workers | speedup (ideal = workers) | time vs 1 worker | (task, seed) pairs | not reached |",
         "|---|---|---|---|---|---|",

@@ -9,6 +9,8 @@ Default, zero-shot) run once per task, and that result stands for every seed: th
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,10 +79,10 @@ def critical_difference(rows: Sequence[Row], fraction: float, path: str | Path, 
 
     at = [r for r in rows if abs(r["fraction"] - fraction) < 1e-9]
     table = pd.DataFrame(at).groupby(["task", "method"])["normalized_regret"].mean().unstack("method")
-    # tiny jitter-free tie-break is not needed: autorank ranks ties by their mean rank
-    result = autorank(table, alpha=alpha, verbose=False, order="ascending", force_mode="nonparametric")
-    fig, ax = plt.subplots(figsize=(7, 2.8))
-    plot_stats(result, ax=ax, allow_insignificant=True)
+    with contextlib.redirect_stdout(io.StringIO()):  # autorank prints its tables; the command prints its own
+        result = autorank(table, alpha=alpha, verbose=False, order="ascending", force_mode="nonparametric")
+        fig, ax = plt.subplots(figsize=(7, 2.8))
+        plot_stats(result, ax=ax, allow_insignificant=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
