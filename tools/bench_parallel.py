@@ -4,11 +4,12 @@
     python tools/bench_parallel.py --metadataset assets/metadata/v2.sqlite --out runs/bench/parallel-v2
 
 Every held-out task of a meta-dataset is tuned (replayed) by Transfer (deterministic given its fold's surrogates:
-one run per task) and by Random search (``--seeds`` runs per task) with 1, 2, 4 and 8 trial steps in flight, on a simulated clock that advances by each step's recorded seconds (``evaluate`` with
-``workers``). For each (task, seed), the target is the normalized regret one worker has at the end of the budget;
-t1 is when one worker first reaches it and tN when N workers do. Speedup = sum t1 / sum tN (ideal: N). Writes
-``<out>/parallel.json`` and, with ``--record``, ``assets/bench/parallel.json``; the last line is one JSON object,
-``{"speedup_2": s2, "speedup_4": s4, "speedup_8": s8}`` for Transfer.
+one run per task) and by Random search (``--seeds`` runs per task) with 1, 2, 4 and 8 trial steps in flight, on a
+simulated clock that advances by each step's recorded seconds (``evaluate`` with ``workers``). For each (task,
+seed), the target is the normalized regret one worker has at the end of the budget; t1 is when one worker first
+reaches it and tN when N workers do. Speedup = sum t1 / sum tN (ideal: N). Writes ``<out>/parallel.json`` and, with
+``--record``, ``assets/bench/parallel.json``; the last line is one JSON object, ``{"speedup_2": s2, "speedup_4": s4,
+"speedup_8": s8}`` for Transfer.
 """
 
 from __future__ import annotations
