@@ -27,6 +27,21 @@ class WorkerLost(RuntimeError):
     """The process running a job died before the job ended."""
 
 
+def after_failure(error: BaseException, attempts: dict[Hashable, int], key: Hashable) -> str:
+    """The one rule for a job that ended in an error: ``retry`` (the first failure outside the job: a lost worker,
+    or ``RunError``: I/O, an unreadable checkpoint), ``failed`` (a worker lost twice: recorded with the reason), or
+    ``stop`` (a second ``RunError``: nothing recorded; the same command continues once the cause is fixed). Any
+    other error is ours and is raised."""
+    from lit_transfer.finetune.run import RunError
+
+    if not isinstance(error, RunError | WorkerLost):
+        raise error
+    attempts[key] = attempts.get(key, 0) + 1
+    if attempts[key] <= RETRIES:
+        return "retry"
+    return "stop" if isinstance(error, RunError) else "failed"
+
+
 @dataclass
 class Done:
     """A job that ended: its ``key``, and its ``value`` or the ``error`` it raised."""

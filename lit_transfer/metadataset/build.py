@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lit_transfer.executors import RETRIES, Executor, WorkerLost, make_executor
-from lit_transfer.finetune.run import RunError, RunSettings
+from lit_transfer.executors import Executor, after_failure, make_executor
+from lit_transfer.finetune.run import RunSettings
 from lit_transfer.io import FolderLock
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.tasks import SUITES, TaskSpec, suite_world
@@ -272,13 +272,11 @@ def _run_all(executor: Executor, store: MetaDataset, runs: list[PlannedRun], adv
         done = executor.next()
         run, record = runs[done.key], done.value
         if done.error is not None:
-            if not isinstance(done.error, WorkerLost | RunError):
-                raise done.error
-            attempts[done.key] = attempts.get(done.key, 0) + 1
-            if attempts[done.key] <= RETRIES:
+            verdict = after_failure(done.error, attempts, done.key)
+            if verdict == "retry":
                 queue.insert(0, done.key)
                 continue
-            if isinstance(done.error, RunError):
+            if verdict == "stop":
                 raise BuildError(
                     f"run of {run.task} failed twice, the build stops (nothing recorded): {done.error}"
                 ) from done.error

@@ -163,6 +163,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     histories: dict[tuple[str, str, int, int], list[Step]] = {}
     scales: dict[str, tuple[float, float, float]] = {}  # task -> (zero-shot start, best, worst final)
     seeds = {method: plan.method_seeds(method) for method in plan.methods}
+    space = SearchSpace.from_yaml(plan.space)
     for fold, held_out in plan.folds(tasks).items():
         cache: list[tuple[PerformanceSurrogate, CostSurrogate]] = []
 
@@ -183,7 +184,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                         state = inside(out, "states", safe_name(task, "task name"), name)
                         state.parent.mkdir(parents=True, exist_ok=True)
                         tuner = build_method(
-                            method, SearchSpace.from_yaml(plan.space), evaluator.configs(), task_features[task],
+                            method, space, evaluator.configs(), task_features[task],
                             surrogates, plan.metadataset, exclude_tasks=held_out, seed=seed,
                             acquisition=plan.acquisition, horizon=plan.horizon,
                             quicktune_refit_steps=plan.quicktune_refit_steps,

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from lit_transfer.executors import RETRIES, Executor, InlineExecutor, WorkerLost
-from lit_transfer.finetune.run import RunError
+from lit_transfer.executors import Executor, InlineExecutor, after_failure
 from lit_transfer.io import write_json_atomic
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 
@@ -148,14 +147,12 @@ def run_tuning(
             done = executor.next()
             trial = running.pop(done.key)
             if done.error is not None:
-                if not isinstance(done.error, RunError | WorkerLost):
-                    raise done.error
-                attempts[trial.key] = attempts.get(trial.key, 0) + 1
-                if attempts[trial.key] <= RETRIES:
+                verdict = after_failure(done.error, attempts, trial.key)
+                if verdict == "retry":
                     running[trial.key] = trial
                     executor.submit(trial.key, evaluator.run, trial)
                     continue
-                if isinstance(done.error, RunError):
+                if verdict == "stop":
                     running[trial.key] = trial  # still owed: the same command runs it again
                     save()
                     raise done.error

@@ -124,6 +124,13 @@ class TuningMethod:
             raise ValueError(f"{self.name} needs a candidate set")
         return [c for c in self.candidates if self.available(c)]
 
+    def nearest(self, params: Mapping[str, Any], pool: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The config of ``pool`` nearest to ``params`` in the space's encoding (how a suggestion of a method that
+        searches the whole space is snapped to a candidate)."""
+        target = self.space.encode(params)
+        distances = [float(np.sum((self.space.encode(c) - target) ** 2)) for c in pool]
+        return dict(pool[int(np.argmin(distances))])
+
     def continue_or_next(self, order: Sequence[Mapping[str, Any]]) -> Trial | None:
         """Run configs in ``order``, each to the last epoch before starting the next (with several workers, the
         next ones start while the first is in flight)."""

@@ -20,8 +20,6 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 
@@ -84,13 +82,9 @@ class DEHB(TuningMethod):
     def _snap(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
         if self.candidates is None:
             return dict(self.space.config({k: getattr(v, "item", lambda v=v: v)() for k, v in params.items()}).values)
-        pool = [c for c in self.candidates if PipelineConfig(c).key() not in self.pending | self.jobs.keys()]
-        pool = [c for c in pool if PipelineConfig(c).key() not in self.failed]
-        if not pool:
-            return None
-        target = self.space.encode(params)
-        distances = [float(np.sum((self.space.encode(c) - target) ** 2)) for c in pool]
-        return pool[int(np.argmin(distances))]
+        busy = self.pending.keys() | self.jobs.keys() | self.failed.keys()
+        pool = [c for c in self.candidates if PipelineConfig(c).key() not in busy]
+        return self.nearest(params, pool) if pool else None
 
     def _ask_dehb(self) -> tuple[int, dict[str, Any]]:
         job = self.dehb.ask()

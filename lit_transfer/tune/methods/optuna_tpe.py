@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 
@@ -72,10 +70,7 @@ class OptunaTPE(TuningMethod):
 
     def _snap(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The nearest candidate not yet trained to the last epoch (in the space's encoding)."""
-        pool = self.pool()
-        target = self.space.encode(params)
-        distances = [float(np.sum((self.space.encode(c) - target) ** 2)) for c in pool]
-        return pool[int(np.argmin(distances))]
+        return self.nearest(params, self.pool())
 
     def ask(self) -> Trial | None:
         for key, (_, config) in self.running.items():  # an Optuna trial waiting for its next epoch
