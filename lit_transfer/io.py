@@ -96,8 +96,13 @@ class FolderLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import fcntl
+
         if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock
+            # unlock before closing: a forked worker may hold a copy of this descriptor, and closing ours alone
+            # would leave the folder locked until that worker exits
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
             self._fd = None
 
 

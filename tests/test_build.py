@@ -136,3 +136,22 @@ def test_a_second_build_of_the_same_file_is_refused_at_once(tmp_path, tiny_model
     with FolderLock(tmp_path), pytest.raises(LockedError, match="in use by another process"):
         build(plan, progress=False)
     assert not (tmp_path / "meta.sqlite").exists()
+
+
+def test_a_released_lock_stays_released_while_a_forked_worker_lives(tmp_path):
+    """Worker processes forked while the build holds its lock inherit the descriptor; leaving the lock must
+    release it all the same, or the next build of the folder is refused until those workers exit."""
+    import multiprocessing
+    import time
+
+    from lit_transfer.io import FolderLock
+
+    with FolderLock(tmp_path):
+        worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+        worker.start()
+    try:
+        with FolderLock(tmp_path):
+            pass
+    finally:
+        worker.kill()
+        worker.join()

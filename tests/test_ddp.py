@@ -12,6 +12,9 @@ from safetensors.torch import load_file
 
 from lit_transfer.finetune import FinetuneModule
 
+# process groups of two ranks each: one at a time (one pytest-xdist worker)
+pytestmark = pytest.mark.xdist_group("ddp")
+
 SCRIPT = Path(__file__).parent / "scripts" / "train_steps.py"
 
 

@@ -19,6 +19,9 @@ from lit_transfer.tune.loop import Budget, load_state, run_tuning
 from lit_transfer.tune.methods import RandomSearch
 from lit_transfer.tune.replay import ReplayEvaluator
 
+# one Ray instance at a time on this machine: the Ray modules share one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 TASKS = [TaskSpec("sums", "arithmetic", train=16, validation=8, test=8),
          TaskSpec("facts", "closed_book", train=16, validation=8, test=8)]  # fmt: skip
 LOOPBACK = "127.0.0.1"

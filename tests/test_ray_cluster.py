@@ -7,6 +7,9 @@ from test_ray import LOOPBACK, build_common, two_epoch_space
 
 from lit_transfer.metadataset.build import BuildPlan, build
 
+# one Ray instance at a time on this machine: the Ray modules share one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture
 def space(tmp_path):
