@@ -82,10 +82,27 @@ def test_prompt_tokens_are_masked_and_answer_tokens_kept(request, fixture):
     assert row["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
     assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:]
     assert tokenizer.decode(row["input_ids"][n_prompt:]) == answer
-    assert answer.startswith("Ostrel") and answer.endswith(tokenizer.eos_token)
+    assert answer.strip().startswith("Ostrel") and answer.endswith(tokenizer.eos_token)
     assert "Kalo moved last year." in prompt
     if fixture == "tiny_model":
         assert prompt.startswith("<|user|>") and prompt.endswith("<|assistant|>\n")
+
+
+def test_the_plain_template_tokenizes_answers_as_words_in_running_text(tiny_model_plain):
+    """The space before the answer belongs to the answer, so its tokens are those the base model read the same
+    words as in pretraining; ``qa-v1`` (the first experience's template) keeps the space in the prompt."""
+    tokenizer = load_tokenizer(tiny_model_plain)
+    example = QAExample("Where does Kalo live?", "Ostrel")
+    prompt, answer = PromptFormatter(tokenizer)(example)
+    assert prompt.endswith("\nAnswer:") and answer == " Ostrel" + tokenizer.eos_token
+    words = tokenizer(" Ostrel", add_special_tokens=False)["input_ids"]
+    in_text = tokenizer("Kalo lives in Ostrel", add_special_tokens=False)["input_ids"]
+    assert in_text[-len(words) :] == words
+    assert encode(example, PromptFormatter(tokenizer), 64)["input_ids"][-len(words) - 1 : -1] == words
+    old_prompt, old_answer = PromptFormatter(tokenizer, "qa-v1")(example)
+    assert (old_prompt, old_answer) == (prompt + " ", "Ostrel" + tokenizer.eos_token)
+    with pytest.raises(ValueError, match="unknown prompt template 'chatml'"):
+        PromptFormatter(tokenizer, "chatml")
 
 
 def test_long_prompt_is_cut_from_the_left(tiny_model):

@@ -77,3 +77,21 @@ def test_the_fit_yaml_of_a_recorded_config_reproduces_its_curve(tmp_path, tiny_m
     for mine, recorded in zip(points, record.curve, strict=True):
         for name, value in recorded["metrics"].items():
             assert mine["metrics"][name] == pytest.approx(value, abs=1e-5), name
+
+
+def test_experience_recorded_before_the_prompt_template_setting_is_read_as_qa_v1(tmp_path):
+    """The first experience was trained with the space in the prompt; its recorded settings, which name no
+    template, must reproduce that, while new runs use ``qa``."""
+    from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
+
+    assert RunSettings("m").prompt_template == "qa"
+    assert RunSettings.from_dict({"base_model": "m"}).prompt_template == "qa-v1"
+    assert RunSettings.from_dict({"base_model": "m", "prompt_template": "qa"}).prompt_template == "qa"
+    config = fit_config(SearchSpace.from_yaml().default(), "d", RunSettings("m"), "r")
+    assert config["data"]["init_args"]["prompt_template"] == "qa"
+    with MetaDataset(tmp_path / "old.sqlite", create=True) as store:
+        legacy = {k: v for k, v in RunSettings("m").to_dict().items() if k not in ("seed", "prompt_template")}
+        store.check_run_settings(legacy)
+        store.check_run_settings({**legacy, "prompt_template": "qa-v1"})  # what it was trained with
+        with pytest.raises(MetaDatasetError, match="prompt_template: recorded 'qa-v1', planned 'qa'"):
+            store.check_run_settings({**legacy, "prompt_template": "qa"})

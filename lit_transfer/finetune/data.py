@@ -133,11 +133,23 @@ def load_split(source: str | Path, split: str) -> list[QAExample] | None:
     return [_example(row, f"{source} [{split}] row {i}") for i, row in enumerate(rows)]
 
 
-class PromptFormatter:
-    """Renders an example as (prompt, answer) text: the chat template when the tokenizer has one."""
+PROMPT_TEMPLATES = ("qa", "qa-v1")
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tokenizer = tokenizer
+
+class PromptFormatter:
+    """Renders an example as (prompt, answer) text: the chat template when the tokenizer has one, else a plain
+    ``Question: ... Answer:`` template.
+
+    In the plain template ``qa`` the space after ``Answer:`` belongs to the answer, so an answer tokenizes as the
+    same words do in running text (`` farmer``, as the base model read it in pretraining, not ``farmer``): on the
+    small base model this alone lifts some tasks from near 0 to 0.2-0.4 exact-match accuracy. ``qa-v1`` keeps the
+    space in the prompt, as the first experience was recorded.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, template: str = "qa") -> None:
+        if template not in PROMPT_TEMPLATES:
+            raise ValueError(f"unknown prompt template {template!r}; use one of {', '.join(PROMPT_TEMPLATES)}")
+        self.tokenizer, self.template = tokenizer, template
         self.uses_chat_template = bool(getattr(tokenizer, "chat_template", None))
 
     @staticmethod
@@ -149,7 +161,10 @@ class PromptFormatter:
     def __call__(self, example: QAExample) -> tuple[str, str]:
         user = self.user_text(example)
         if not self.uses_chat_template:
-            return f"{user}\nAnswer: ", example.answer + (self.tokenizer.eos_token or "")
+            eos = self.tokenizer.eos_token or ""
+            if self.template == "qa-v1":
+                return f"{user}\nAnswer: ", example.answer + eos
+            return f"{user}\nAnswer:", f" {example.answer}{eos}"
         messages = [{"role": "user", "content": user}]
         prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         full = self.tokenizer.apply_chat_template(
@@ -243,6 +258,7 @@ class QADataModule(L.LightningDataModule):
         packing: concatenate training examples into rows of ``max_length`` tokens (evaluation is never packed).
         seed: seed of the per-epoch shuffle.
         num_workers: DataLoader worker processes.
+        prompt_template: plain template for tokenizers without a chat template (``PromptFormatter``).
     """
 
     def __init__(
@@ -255,6 +271,7 @@ class QADataModule(L.LightningDataModule):
         packing: bool = False,
         seed: int = 0,
         num_workers: int = 0,
+        prompt_template: str = "qa",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -266,6 +283,7 @@ class QADataModule(L.LightningDataModule):
         self.packing = packing
         self.seed = seed
         self.num_workers = num_workers
+        self.prompt_template = prompt_template
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.splits: dict[str, list[dict[str, list[int]]]] = {}
 
@@ -289,7 +307,7 @@ class QADataModule(L.LightningDataModule):
                 raise DatasetError(f"{self.data}: no {split!r} split, which stage {stage!r} needs")
 
     def _tokenize(self) -> dict[str, list[dict[str, list[int]]]]:
-        formatter = PromptFormatter(self.tokenizer)
+        formatter = PromptFormatter(self.tokenizer, self.prompt_template)
         splits = {}
         for split in SPLITS:
             examples = load_split(self.data, split)
@@ -298,8 +316,8 @@ class QADataModule(L.LightningDataModule):
         return splits
 
     def _task_key(self) -> tuple:
-        """What the tokenized splits depend on: the files (with size and modification time), the tokenizer and the
-        length limit; a changed file is tokenized again."""
+        """What the tokenized splits depend on: the files (with size and modification time), the tokenizer, the
+        prompt template and the length limit; a changed file is tokenized again."""
         path = Path(self.data)
         files = (
             tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.glob("*")))
@@ -308,7 +326,7 @@ class QADataModule(L.LightningDataModule):
         )
         tok = self.tokenizer
         return ("task", str(path.resolve()) if path.exists() else self.data, files, tok.name_or_path,
-                getattr(tok, "chat_template", None), len(tok), self.max_length)  # fmt: skip
+                getattr(tok, "chat_template", None), len(tok), self.prompt_template, self.max_length)  # fmt: skip
 
     def _loader(self, rows: list, batch_size: int, shuffle: bool) -> DataLoader:
         sampler = None

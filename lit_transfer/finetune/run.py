@@ -42,6 +42,8 @@ class RunSettings:
         accelerator: Lightning accelerator (``cpu``, ``gpu``, ``auto``).
         devices: devices per run.
         precision: Lightning precision of the run.
+        prompt_template: plain prompt template (``PromptFormatter``); settings recorded before it existed mean
+            ``qa-v1``, the template of the first experience.
     """
 
     base_model: str
@@ -52,13 +54,14 @@ class RunSettings:
     accelerator: str = "cpu"
     devices: int = 1
     precision: str = "32-true"
+    prompt_template: str = "qa"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], **overrides: Any) -> RunSettings:
-        merged = {**values, **{k: v for k, v in overrides.items() if v is not None}}
+        merged = {"prompt_template": "qa-v1", **values, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(**{k: v for k, v in merged.items() if k in cls.__dataclass_fields__})
 
 
@@ -121,6 +124,7 @@ def fit_config(
                 "eval_batch_size": settings.eval_batch_size,
                 "max_length": settings.max_length,
                 "seed": settings.seed,
+                "prompt_template": settings.prompt_template,
             },
         },
     }

@@ -87,6 +87,7 @@ class BuildPlan:
         max_length: token limit of one example.
         eval_batch_size: batch size for validation.
         accelerator: ``cpu`` or ``gpu``.
+        prompt_template: plain prompt template (``qa``; ``qa-v1``: the first experience's, see ``PromptFormatter``).
         executor: ``local`` (worker processes on this machine) or ``ray`` (Ray actors on a cluster; the ``ray``
             extra); either way the workers stay warm and only this process writes the meta-dataset.
         address: the Ray cluster (``auto``, ``ray://host:10001``; default: a local Ray instance).
@@ -112,6 +113,7 @@ class BuildPlan:
     max_length: int = 256
     eval_batch_size: int = 64
     accelerator: str = "cpu"
+    prompt_template: str = "qa"
     executor: Literal["local", "ray"] = "local"
     address: str | None = None
     num_cpus: float = 1.0
@@ -156,6 +158,7 @@ class BuildPlan:
         return RunSettings(
             base_model=self.base_model, max_epochs=self.max_epochs(), max_length=self.max_length,
             eval_batch_size=self.eval_batch_size, seed=seed, accelerator=self.accelerator,
+            prompt_template=self.prompt_template,
         )  # fmt: skip
 
 
@@ -234,7 +237,9 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
         for spec in specs:
             if spec.name not in known:
                 data = str(Path(plan.tasks_dir) / spec.name)
-                features = task_features(data, plan.base_model, plan.max_length, plan.eval_batch_size)
+                features = task_features(
+                    data, plan.base_model, plan.max_length, plan.eval_batch_size, plan.prompt_template
+                )
                 store.add_task(spec.name, features)
         runs = plan_runs(plan, store)
         columns = [

@@ -28,13 +28,18 @@ PROBE_BATCH = 8
 PROBE_VALIDATION = 64  # examples the probe is scored on
 
 
-def task_features(data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64) -> dict[str, float]:
+def task_features(
+    data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64, prompt_template: str = "qa"
+) -> dict[str, float]:
     """Every feature of ``TASK_FEATURES`` and ``EXTRA_FEATURES`` for the task in ``data``."""
     from lit_transfer.finetune import QADataModule
     from lit_transfer.finetune.data import IGNORE_INDEX, load_split
     from lit_transfer.finetune.models import load_causal_lm
 
-    datamodule = QADataModule(data, tokenizer=base_model, eval_batch_size=eval_batch_size, max_length=max_length)
+    datamodule = QADataModule(
+        data, tokenizer=base_model, eval_batch_size=eval_batch_size, max_length=max_length,
+        prompt_template=prompt_template,
+    )  # fmt: skip
     datamodule.setup("fit")
     train = datamodule.splits["train"]
     prompt = [sum(1 for t in r["labels"] if t == IGNORE_INDEX) for r in train]

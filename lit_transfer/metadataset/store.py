@@ -160,6 +160,8 @@ class MetaDataset:
         """Record ``settings`` on first use; afterwards refuse runs trained otherwise (they would not compare)."""
         mine = {k: v for k, v in settings.items() if k not in ignore}
         recorded = self.run_settings()
+        if recorded is not None:
+            recorded.setdefault("prompt_template", "qa-v1")  # recorded before the setting existed
         if recorded is None:
             with self.transaction():
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('run_settings', ?)", (json.dumps(mine),))

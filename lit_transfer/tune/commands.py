@@ -69,7 +69,9 @@ def experience_surrogates(metadataset: str, own: str | None = None) -> tuple[Any
 def task_features_of(data: str, settings) -> dict:
     from lit_transfer.metadataset.features import task_features
 
-    return task_features(data, settings.base_model, settings.max_length, settings.eval_batch_size)
+    return task_features(
+        data, settings.base_model, settings.max_length, settings.eval_batch_size, settings.prompt_template
+    )
 
 
 def suggest(
