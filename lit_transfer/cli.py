@@ -194,15 +194,16 @@ def surrogate_train(
 def surrogate_evaluate(
     metadataset: str = SHIPPED_METADATASET, tasks: list[str] | None = None,
     perf_config: str = DEFAULT_RECIPES["performance"], cost_config: str = DEFAULT_RECIPES["cost"],
-    json: bool = False, threads: int = 1,
+    holdout: Literal["task", "family"] = "task", json: bool = False, threads: int = 1,
 ) -> None:  # fmt: skip
-    """Leave-one-task-out quality of the surrogates: each task in turn is new, the surrogates meta-train on the
-    others (the same seeded path as ``surrogate train``); Kendall's tau before and after observed epochs,
-    calibration of the 95% interval, cost error, and baselines.
+    """Quality of the surrogates on new tasks: each task (or each family, all its tasks together) in turn is new,
+    the surrogates meta-train on the rest (the same seeded path as ``surrogate train``); rankings before and
+    after observed epochs against baselines, calibration of the 95% interval, cost error.
 
     Args:
         metadataset: the meta-dataset (default: the shipped one).
-        tasks: tasks to hold out in turn (default: every task).
+        tasks: tasks to evaluate (default: every task); each is held out with its family under ``holdout family``.
+        holdout: ``task`` (leave one task out) or ``family`` (leave one family out: a new kind of dataset).
         perf_config: YAML of the performance surrogate.
         cost_config: YAML of the cost surrogate.
         json: print one JSON object (means and per task) instead of the table.
@@ -211,11 +212,11 @@ def surrogate_evaluate(
     import torch
 
     from lit_transfer.surrogate.evaluate import format_table as quality_table
-    from lit_transfer.surrogate.evaluate import leave_one_task_out
+    from lit_transfer.surrogate.evaluate import leave_out
 
     torch.set_num_threads(threads)
-    summary = leave_one_task_out(
-        resolve(metadataset), perf_config, cost_config, tasks, progress=(lambda m: None) if json else print
+    summary = leave_out(
+        resolve(metadataset), perf_config, cost_config, tasks, holdout, progress=(lambda m: None) if json else print
     )
     print(json_module.dumps(summary) if json else quality_table(summary))
 

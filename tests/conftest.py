@@ -39,11 +39,11 @@ def tiny_model_plain(tmp_path_factory, qa_splits):
 
 
 def write_synthetic_metadataset(
-    path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0, base_model="synthetic"
+    path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0, base_model="synthetic", own=0
 ):
     """A meta-dataset of saturating curves acc(t) = A_task * (1 - exp(-rate * t)) whose rate depends on the config
     (learning rate, rank, optimizer), and costs per training token that grow with rank and shrink with batch size:
-    what surrogates must recover."""
+    what surrogates must recover. Every task runs ``configs`` shared configs and ``own`` of its own."""
     import math
 
     from lit_transfer.metadataset.features import TASK_FEATURES
@@ -58,7 +58,7 @@ def write_synthetic_metadataset(
             features = {name: 1.0 + 0.1 * i * (j + 1) for j, name in enumerate(TASK_FEATURES)}
             features.update(zero_shot_loss=5.0, zero_shot_acc=0.0, log_train_size=5.0 + 0.2 * i)
             store.add_task(task, features)
-            for config in sampled:
+            for config in sampled + (space.sample(own, seed=100 + i) if own else []):
                 lr = space.hyperparameters["learning_rate"].encode(config["learning_rate"])[0]
                 rank = space.hyperparameters["lora_rank"].encode(config["lora_rank"])[0]
                 rate = 0.02 + 0.8 * lr**2 + 0.1 * rank + (0.0 if config["optimizer"] == "sgd" else 0.1)

@@ -194,22 +194,48 @@ def test_fit_from_yaml_writes_a_loadable_checkpoint(synthetic_metadataset, tmp_p
 
 
 @pytest.mark.slow
-def test_surrogate_evaluate_json(synthetic_metadataset, tmp_path):
+def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
+    """``--holdout family``: both tasks of family ``a`` are left out of the fold that evaluates one of them, so
+    none of its configs count as recorded; every figure is there, per task and per family."""
+    from conftest import write_synthetic_metadataset
+
+    from lit_transfer.surrogate.evaluate import FAMILY_KEYS, KEYS
+
+    tasks = ("a-l1-n64", "a-l2-n64", "b-l1-n64", "c-l1-n64")
+    path = str(write_synthetic_metadataset(tmp_path / "meta.sqlite", tasks=tasks, configs=24, own=8))
     out = subprocess.run(
         [
-            sys.executable, "-m", "lit_transfer", "surrogate", "evaluate", "--metadataset", synthetic_metadataset,
-            "--tasks", "[t0,t3]", "--perf_config", short_recipe(tmp_path, "performance", 2),
+            sys.executable, "-m", "lit_transfer", "surrogate", "evaluate", "--metadataset", path,
+            "--tasks", "[a-l1-n64,c-l1-n64]", "--holdout", "family",
+            "--perf_config", short_recipe(tmp_path, "performance", 2),
             "--cost_config", short_recipe(tmp_path, "cost", 20), "--json", "true",
         ],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     summary = json.loads(out)
-    keys = {"tau_zero_shot", "tau_after_1", "tau_after_3", "coverage_95", "cost_mape", "baseline_tau_mean_config",
-            "baseline_tau_plain_gp"}  # fmt: skip
-    assert keys <= set(summary)
-    assert [r["task"] for r in summary["per_task"]] == ["t0", "t3"]
-    assert all(keys <= set(r) for r in summary["per_task"])
-    assert 0.0 <= summary["coverage_95"] <= 1.0
+    assert set(KEYS) <= set(summary) and summary["holdout"] == "family"
+    assert [r["task"] for r in summary["per_task"]] == ["a-l1-n64", "c-l1-n64"]
+    assert all(set(KEYS) <= set(r) for r in summary["per_task"])
+    assert set(summary["per_family"]) == {"a", "c"} and set(FAMILY_KEYS) <= set(summary["per_family"]["a"])
+    for row in summary["per_task"]:
+        assert (row["configs"], row["shared_configs"]) == (32, 24)  # its own 8 were run by no training task
+        assert 0.0 <= row["coverage_95_own"] <= 1.0 and 0.0 <= row["coverage_95_shared"] <= 1.0
+        assert row["knn_k"] in (1, 2, 4, 8, 16, 32)
+
+
+def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():
+    """Results that depend smoothly on the config: neighbours predict them, and a recorded config is predicted
+    by its own mean when one neighbour is best."""
+    from lit_transfer.surrogate.baselines import NearestConfigs
+
+    rng = np.random.default_rng(0)
+    points = rng.random((40, 3))
+    finals = {f"t{i}": {f"c{j}": (p.tolist(), float(p[0] + 0.1 * i)) for j, p in enumerate(points)} for i in range(3)}
+    knn = NearestConfigs(finals)
+    assert knn.k == 1  # every config was recorded on the other tasks: itself is the best neighbour
+    np.testing.assert_allclose(knn.predict([points[5].tolist()]), [points[5][0] + 0.1])
+    fresh = rng.random((30, 3))
+    assert tau(knn.predict(fresh.tolist()), fresh[:, 0]) > 0.5
 
 
 def test_surrogate_training_is_seeded(synthetic_metadataset, tmp_path):

@@ -79,3 +79,53 @@ class PlainGP:
         with torch.no_grad():
             prediction = self.model.likelihood(self.model(flat_inputs(inputs, self.normalize_task)))
         return prediction.mean, prediction.variance.sqrt()
+
+
+class NearestConfigs:
+    """A config's prediction is the mean final result of its ``k`` nearest recorded configs (each config's result
+    averaged over the tasks it ran on), by Euclidean distance on the encoded config; ``k`` is chosen on the
+    recorded tasks themselves, each predicted from the others.
+
+    Args:
+        finals: per task, per config key, (encoded config, final result).
+        ks: the values of ``k`` tried.
+    """
+
+    def __init__(
+        self,
+        finals: Mapping[str, Mapping[str, tuple[Sequence[float], float]]],
+        ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
+    ) -> None:
+        from lit_transfer.surrogate.evaluate import tau
+
+        self.finals = finals
+        tasks = list(finals)
+        scores = {}
+        for k in ks:
+            taus = []
+            for task in tasks if len(tasks) > 1 else []:
+                reference = self._reference([t for t in tasks if t != task])
+                vectors = [v for v, _ in finals[task].values()]
+                taus.append(tau(self._predict(reference, vectors, k), [s for _, s in finals[task].values()]))
+            scores[k] = sum(taus) / len(taus) if taus else 0.0
+        self.k = max(ks, key=lambda k: (scores[k], -k))  # ties: fewer neighbours
+        self.reference = self._reference(tasks)
+
+    def _reference(self, tasks: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled: dict[str, tuple[Sequence[float], list[float]]] = {}
+        for task in tasks:
+            for key, (vector, score) in self.finals[task].items():
+                pooled.setdefault(key, (vector, []))[1].append(score)
+        vectors = torch.tensor([v for v, _ in pooled.values()], dtype=torch.float64)
+        means = torch.tensor([sum(s) / len(s) for _, s in pooled.values()], dtype=torch.float64)
+        return vectors, means
+
+    @staticmethod
+    def _predict(reference: tuple[torch.Tensor, torch.Tensor], vectors: Sequence[Sequence[float]], k: int) -> list:
+        points, means = reference
+        distance = torch.cdist(torch.tensor(vectors, dtype=torch.float64), points)
+        nearest = distance.topk(min(k, len(points)), largest=False).indices
+        return means[nearest].mean(1).tolist()
+
+    def predict(self, vectors: Sequence[Sequence[float]]) -> list[float]:
+        return self._predict(self.reference, vectors, self.k)

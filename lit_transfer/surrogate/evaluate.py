@@ -1,8 +1,16 @@
-"""Leave-one-task-out quality of the surrogates: each task in turn is new; the surrogates meta-train on the others.
+"""Quality of the surrogates on tasks they never saw: each task (``holdout: task``) or each family, all its tasks
+together (``holdout: family``: a new kind of dataset), is held out in turn; the surrogates meta-train on the rest.
 
-Per held-out task: Kendall's tau between predicted and actual final metric over its configs before any of them ran
-(zero-shot) and after 1 and 3 epochs of each had been observed; the share of its observations inside the predicted
-95% interval; the cost model's mean absolute percentage error; and the zero-shot tau of two baselines.
+Per held-out task:
+- ranking of the final metric before any run (zero-shot): Kendall's tau-b and Spearman over all its configs, and
+  tau-b over its *shared* configs (those recorded on training tasks), next to two baselines: each config's mean
+  over the training tasks (shared configs only: the others were never recorded) and the k nearest recorded
+  configs (``NearestConfigs``, k chosen on the training tasks);
+- after 1 and 3 observed epochs of every config: tau-b against taking each config's last observed value;
+- calibration: the share of not-yet-observed results inside the predicted 95% interval, for all configs, for the
+  shared ones, and for its *own* configs, which no training task ran (configs off the experience);
+- the cost model's mean absolute percentage error, and a plain GP's zero-shot tau.
+Means over held-out tasks, and per family.
 """
 
 from __future__ import annotations
@@ -10,23 +18,25 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, spearmanr
 
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
-from lit_transfer.metadataset.summary import final_score
-from lit_transfer.surrogate.baselines import PlainGP, mean_config_scores
+from lit_transfer.metadataset.summary import family_of, final_score
+from lit_transfer.surrogate.baselines import NearestConfigs, PlainGP, mean_config_scores
 from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.data import MetaDataModule, prefix_channels, seconds_per_epoch
 from lit_transfer.surrogate.perf import PerformanceSurrogate
 from lit_transfer.surrogate.training import DEFAULT_RECIPES, SurrogateRecipe, train_surrogate
 
 KEYS = (
-    "tau_zero_shot", "tau_after_1", "tau_after_3", "coverage_95", "cost_mape",
-    "baseline_tau_mean_config", "baseline_tau_plain_gp",
+    "tau_zero_shot", "spearman_zero_shot", "tau_zero_shot_shared", "baseline_tau_mean_config", "baseline_tau_knn",
+    "baseline_spearman_knn", "tau_after_1", "baseline_tau_last_1", "tau_after_3", "baseline_tau_last_3",
+    "coverage_95", "coverage_95_shared", "coverage_95_own", "cost_mape", "baseline_tau_plain_gp",
 )  # fmt: skip
+FAMILY_KEYS = ("tau_zero_shot", "baseline_tau_knn", "coverage_95", "coverage_95_shared", "coverage_95_own")
 OBSERVED_EPOCHS = (0, 1, 3)
 
 
@@ -36,82 +46,140 @@ def tau(predicted: Any, actual: Any) -> float:
     return 0.0 if value is None or math.isnan(value) else float(value)
 
 
+def spearman(predicted: Any, actual: Any) -> float:
+    """Spearman's rho; 0 when either side is constant."""
+    if len(set(np.asarray(predicted).tolist())) < 2 or len(set(np.asarray(actual).tolist())) < 2:
+        return 0.0
+    value = spearmanr(np.asarray(predicted), np.asarray(actual)).statistic
+    return 0.0 if value is None or math.isnan(value) else float(value)
+
+
 def _curve(run: RunRecord) -> list[dict[str, float]]:
     return [p["metrics"] for p in run.curve if p["fidelity"] > 0]
 
 
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.mean(known) if known else None
+
+
 def evaluate_task(
     task: str, runs: list[RunRecord], features: Mapping[str, float], perf: PerformanceSurrogate,
-    cost: CostSurrogate, plain_gp: PlainGP, finals: Mapping[str, Mapping[str, float]],
+    cost: CostSurrogate, plain_gp: PlainGP, knn: NearestConfigs, train_finals: Mapping[str, Mapping[str, float]],
 ) -> dict[str, Any]:  # fmt: skip
-    """The quality figures on one held-out task (``runs``: its finished runs)."""
+    """The quality figures on one held-out task (``runs``: its finished runs; ``train_finals``: final results
+    on the training tasks, per task and config key)."""
     encoding, epochs = perf.encoding, perf.encoding.max_epochs
     configs = [r.config for r in runs]
-    actual = [final_score(r, encoding.metric) for r in runs]
-    result: dict[str, Any] = {"task": task}
-    inside = total = 0
+    actual = np.array([final_score(r, encoding.metric) for r in runs])
+    recorded = {key for scores in train_finals.values() for key in scores}
+    shared = np.array([r.config_key in recorded for r in runs])
+    result: dict[str, Any] = {"task": task, "family": family_of(task), "configs": len(runs),
+                              "shared_configs": int(shared.sum())}  # fmt: skip
+    inside = {"all": [], "shared": [], "own": []}
     for k in OBSERVED_EPOCHS:
         curves = [_curve(r)[:k] for r in runs]
         observed = [(r.config, c) for r, c in zip(runs, curves, strict=True)] if k else []
         mean, _ = perf.predict(configs, features, curves, epochs, observed=observed)
-        result["tau_zero_shot" if k == 0 else f"tau_after_{k}"] = tau(mean, actual)
-        # calibration: every epoch not yet observed, each config
-        for t in range(k + 1, epochs + 1):
+        if k == 0:
+            result["tau_zero_shot"] = tau(mean, actual)
+            result["spearman_zero_shot"] = spearman(mean, actual)
+            result["tau_zero_shot_shared"] = tau(mean[shared], actual[shared]) if shared.sum() > 1 else None
+        else:
+            result[f"tau_after_{k}"] = tau(mean, actual)
+            result[f"baseline_tau_last_{k}"] = tau([c[-1][encoding.metric] if c else 0.0 for c in curves], actual)
+        for t in range(k + 1, epochs + 1):  # calibration: every epoch not yet observed, each config
             mean, std = perf.predict(configs, features, curves, t, observed=observed)
             truth = np.array([prefix_channels(_curve(r)[t - 1], encoding.metric, 1.0)[0] for r in runs])
-            inside += int((np.abs(truth - mean) <= 1.96 * std).sum())
-            total += len(runs)
-    result["coverage_95"] = inside / total
+            hit = np.abs(truth - mean) <= 1.96 * std
+            inside["all"].append(hit)
+            inside["shared"].append(hit[shared])
+            inside["own"].append(hit[~shared])
+    for name, hits in inside.items():
+        joined = np.concatenate(hits)
+        result["coverage_95" if name == "all" else f"coverage_95_{name}"] = (
+            float(joined.mean()) if len(joined) else None
+        )
     seconds = np.array([seconds_per_epoch(r.curve) for r in runs])
     result["cost_mape"] = float(np.mean(np.abs(cost.predict_seconds(configs, features) - seconds) / seconds))
-    keys = [r.config_key for r in runs]
-    result["baseline_tau_mean_config"] = tau(mean_config_scores(finals, task, keys), actual)
+    if shared.sum() > 1:
+        keys = [r.config_key for r, s in zip(runs, shared, strict=True) if s]
+        result["baseline_tau_mean_config"] = tau(mean_config_scores(train_finals, task, keys), actual[shared])
+    else:
+        result["baseline_tau_mean_config"] = None
+    nearest = knn.predict([encoding.space.encode(c).tolist() for c in configs])
+    result["baseline_tau_knn"], result["baseline_spearman_knn"] = tau(nearest, actual), spearman(nearest, actual)
     gp_mean, _ = plain_gp.predict(encoding.inputs(configs, features, None, epochs))
     result["baseline_tau_plain_gp"] = tau(gp_mean.numpy(), actual)
+    result["knn_k"] = knn.k
     return result
 
 
-def leave_one_task_out(
+def leave_out(
     path: str,
     perf_recipe: str | SurrogateRecipe = DEFAULT_RECIPES["performance"],
     cost_recipe: str | SurrogateRecipe = DEFAULT_RECIPES["cost"],
     tasks: list[str] | None = None,
+    holdout: Literal["task", "family"] = "task",
     seed: int | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
-    """Hold out each task (or those in ``tasks``), meta-train on the rest with the recipes (``train_surrogate``),
-    and score; means over held-out tasks."""
+    """Hold out each task, or each family (of the ``tasks`` given, default all), meta-train on the rest with the
+    recipes (``train_surrogate``), and score every held-out task; means over them, overall and per family."""
+    if holdout not in ("task", "family"):
+        raise ValueError(f"holdout must be 'task' or 'family', got {holdout!r}")
     with MetaDataset(path) as store:
         all_runs = [r for r in store.runs() if r.status == "ok"]
         task_features = store.tasks()
     unknown = [t for t in tasks or [] if t not in task_features]
     if unknown:
         raise ValueError(f"{path}: no task(s) {', '.join(unknown)}")
-    finals: dict[str, dict[str, float]] = {}
-    for r in all_runs:
-        finals.setdefault(r.task, {})[r.config_key] = final_score(r)
     perf_recipe, cost_recipe = (r if isinstance(r, SurrogateRecipe) else SurrogateRecipe.from_yaml(r)
                                 for r in (perf_recipe, cost_recipe))  # fmt: skip
     baseline_seed = perf_recipe.seed if seed is None else seed
+    chosen = tasks or sorted(task_features)
+    unit = (lambda t: t) if holdout == "task" else family_of
+    folds: dict[str, list[str]] = {}
+    for task in chosen:
+        folds.setdefault(unit(task), []).append(task)
     per_task = []
-    for task in tasks or sorted(task_features):
-        perf = train_surrogate(perf_recipe, path, holdout_tasks=[task], seed=seed)
-        cost = train_surrogate(cost_recipe, path, holdout_tasks=[task], seed=seed)
-        data = MetaDataModule(path, holdout_tasks=[task], seed=baseline_seed)
+    for name, evaluated in folds.items():
+        held_out = [t for t in task_features if unit(t) == name]
+        training = [t for t in task_features if t not in held_out]
+        perf = train_surrogate(perf_recipe, path, holdout_tasks=held_out, seed=seed)
+        cost = train_surrogate(cost_recipe, path, holdout_tasks=held_out, seed=seed)
+        data = MetaDataModule(path, holdout_tasks=held_out, seed=baseline_seed)
         data.setup()
         plain_gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, seed=baseline_seed)
-        runs = [r for r in all_runs if r.task == task]
-        per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, finals))
-        progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else str(v) for k, v in per_task[-1].items()))
-    summary: dict[str, Any] = {k: statistics.mean(r[k] for r in per_task) for k in KEYS}
+        finals: dict[str, dict[str, tuple[list[float], float]]] = {}
+        for r in all_runs:
+            if r.task in training:
+                finals.setdefault(r.task, {})[r.config_key] = (perf.encoding.space.encode(r.config).tolist(),
+                                                               final_score(r))  # fmt: skip
+        knn = NearestConfigs(finals)
+        train_finals = {t: {k: s for k, (_, s) in scores.items()} for t, scores in finals.items()}
+        for task in evaluated:
+            runs = [r for r in all_runs if r.task == task]
+            per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, knn, train_finals))
+            progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in per_task[-1].items()))
+    summary: dict[str, Any] = {"holdout": holdout, **{k: _mean([r[k] for r in per_task]) for k in KEYS}}
+    summary["per_family"] = {
+        family: {k: _mean([r[k] for r in per_task if r["family"] == family]) for k in FAMILY_KEYS}
+        for family in sorted({r["family"] for r in per_task})
+    }
     summary["per_task"] = per_task
     return summary
+
+
+def _cell(value: float | None, bold: bool = False) -> str:
+    text = "-" if value is None else f"{value:.3f}"
+    return f"**{text}**" if bold else text
 
 
 def format_table(summary: Mapping[str, Any]) -> str:
     """A Markdown table: one row per held-out task and the mean."""
     head = ["task", *KEYS]
-    rows = [[r["task"], *(f"{r[k]:.3f}" for k in KEYS)] for r in summary["per_task"]]
-    rows.append(["**mean**", *(f"**{summary[k]:.3f}**" for k in KEYS)])
+    rows = [[r["task"], *(_cell(r[k]) for k in KEYS)] for r in summary["per_task"]]
+    rows.append(["**mean**", *(_cell(summary[k], bold=True) for k in KEYS)])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
