@@ -214,6 +214,7 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
     ).stdout  # fmt: skip
     summary = json.loads(out)
     assert set(KEYS) <= set(summary) and summary["holdout"] == "family"
+    assert 0.0 <= summary["top1_at_least_portfolio_share"] <= 1.0
     assert [r["task"] for r in summary["per_task"]] == ["a-l1-n64", "c-l1-n64"]
     assert all(set(KEYS) <= set(r) for r in summary["per_task"])
     assert set(summary["per_family"]) == {"a", "c"} and set(FAMILY_KEYS) <= set(summary["per_family"]["a"])

@@ -9,8 +9,11 @@ Per held-out task:
 - after 1 and 3 observed epochs of every config: tau-b against taking each config's last observed value;
 - calibration: the share of not-yet-observed results inside the predicted 95% interval, for all configs, for the
   shared ones, and for its *own* configs, which no training task ran (configs off the experience);
-- the cost model's mean absolute percentage error, and a plain GP's zero-shot tau.
-Means over held-out tasks, and per family.
+- the cost model's mean absolute percentage error, and a plain GP's zero-shot tau;
+- what ``suggest`` would have picked: the recorded final result of its top-1 zero-shot config against that of
+  the portfolio's first config (the shared config with the best mean over the training tasks).
+Means over held-out tasks, and per family; ``top1_at_least_portfolio_share``: on how many held-out tasks the
+top-1 suggestion did at least as well as the portfolio's.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from lit_transfer.surrogate.training import DEFAULT_RECIPES, SurrogateRecipe, tr
 KEYS = (
     "tau_zero_shot", "spearman_zero_shot", "tau_zero_shot_shared", "baseline_tau_mean_config", "baseline_tau_knn",
     "baseline_spearman_knn", "tau_after_1", "baseline_tau_last_1", "tau_after_3", "baseline_tau_last_3",
-    "coverage_95", "coverage_95_shared", "coverage_95_own", "cost_mape", "baseline_tau_plain_gp",
+    "coverage_95", "coverage_95_shared", "coverage_95_own", "cost_mape", "baseline_tau_plain_gp", "top1_final",
+    "portfolio_top1_final",
 )  # fmt: skip
 FAMILY_KEYS = ("tau_zero_shot", "baseline_tau_knn", "coverage_95", "coverage_95_shared", "coverage_95_own")
 OBSERVED_EPOCHS = (0, 1, 3)
@@ -82,6 +86,7 @@ def evaluate_task(
         observed = [(r.config, c) for r, c in zip(runs, curves, strict=True)] if k else []
         mean, _ = perf.predict(configs, features, curves, epochs, observed=observed)
         if k == 0:
+            result["top1_final"] = float(actual[int(np.argmax(mean))])
             result["tau_zero_shot"] = tau(mean, actual)
             result["spearman_zero_shot"] = spearman(mean, actual)
             result["tau_zero_shot_shared"] = tau(mean[shared], actual[shared]) if shared.sum() > 1 else None
@@ -104,9 +109,11 @@ def evaluate_task(
     result["cost_mape"] = float(np.mean(np.abs(cost.predict_seconds(configs, features) - seconds) / seconds))
     if shared.sum() > 1:
         keys = [r.config_key for r, s in zip(runs, shared, strict=True) if s]
-        result["baseline_tau_mean_config"] = tau(mean_config_scores(train_finals, task, keys), actual[shared])
+        portfolio = mean_config_scores(train_finals, task, keys)
+        result["baseline_tau_mean_config"] = tau(portfolio, actual[shared])
+        result["portfolio_top1_final"] = float(actual[shared][int(np.argmax(portfolio))])
     else:
-        result["baseline_tau_mean_config"] = None
+        result["baseline_tau_mean_config"] = result["portfolio_top1_final"] = None
     nearest = knn.predict([encoding.space.encode(c).tolist() for c in configs])
     result["baseline_tau_knn"], result["baseline_spearman_knn"] = tau(nearest, actual), spearman(nearest, actual)
     gp_mean, _ = plain_gp.predict(encoding.inputs(configs, features, None, epochs))
@@ -163,6 +170,10 @@ def leave_out(
             per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, knn, train_finals))
             progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in per_task[-1].items()))
     summary: dict[str, Any] = {"holdout": holdout, **{k: _mean([r[k] for r in per_task]) for k in KEYS}}
+    compared = [r for r in per_task if r["portfolio_top1_final"] is not None]
+    summary["top1_at_least_portfolio_share"] = (
+        sum(r["top1_final"] >= r["portfolio_top1_final"] for r in compared) / len(compared) if compared else None
+    )
     summary["per_family"] = {
         family: {k: _mean([r[k] for r in per_task if r["family"] == family]) for k in FAMILY_KEYS}
         for family in sorted({r["family"] for r in per_task})
