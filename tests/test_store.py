@@ -158,3 +158,20 @@ def test_readers_see_committed_runs_while_a_writer_is_open(store, tmp_path):
         store.conn.execute("DELETE FROM curves")
         assert len(next(iter(reader.runs())).curve) == 4  # the reader sees the last committed state
     assert next(iter(reader.runs())).curve == []
+
+
+def test_a_copy_without_some_tasks_keeps_everything_else(store, tmp_path):
+    """An experience that never saw a task: its runs, curves and features are gone, the rest is as it was."""
+    copy = store.copy_without(["t2"], tmp_path / "without.sqlite")
+    with MetaDataset(copy) as other:
+        assert list(other.tasks()) == ["t1"] and other.tasks()["t1"] == store.tasks()["t1"]
+        kept = [(r.task, r.config, r.status, r.curve) for r in other.runs()]
+        assert kept == [(r.task, r.config, r.status, r.curve) for r in store.runs("t1")]
+        assert other.conn.execute("SELECT COUNT(*) FROM curves").fetchone()[0] == sum(
+            len(r.curve) for r in other.runs()
+        )
+        assert other.run_settings() == store.run_settings()
+    assert len(store) == 3  # the original is untouched
+    with pytest.raises(MetaDatasetError, match="no task"):
+        store.copy_without(["nope"], tmp_path / "x.sqlite")
+    assert not (tmp_path / "x.sqlite").exists()

@@ -1,107 +1,142 @@
-"""End to end on a task no meta-dataset run has seen: ``tune`` with real finetuning under a time budget, killed
-with SIGKILL part-way and resumed by the same command; then the default pipeline trained for as many epochs as
-the chosen config had, and both tested on the task's test split.
+"""Real tuning on tasks the experience never saw: Transfer against Portfolio and Default, each with the same
+budget in epochs, each choice tested on the task's test split.
 
-    python tools/tune_vs_default.py --task yes_no --seed 1 --budget 600     # table, then one JSON line
+    python tools/tune_vs_default.py --suite v2 --seed 1 --budget 24 --holdout family \
+        --tasks yes_no-l1-n512,counting-l1-n128,string_ops-l1-n256,entity_type-l1-n64 \
+        --record assets/evaluate/tune_vs_default.json
 
-The task is one of the shipped suite's families with its examples drawn with ``--seed`` (the shipped
-meta-dataset used seed 0). The JSON line holds ``chosen_test_acc``, ``default_test_acc``, ``epochs``,
-``steps_before_kill``, ``steps``, ``resumed_intact`` (the history before the kill is a prefix of the final one)
-and ``repeated_steps`` (a config's epoch trained twice).
+Each task is one of the suite's, its examples drawn with ``--seed`` (the experience used the suite's own seeds, so
+these are tasks no recorded run has seen). With ``--holdout family`` each task is tuned with a copy of the
+experience that lacks its whole family, and surrogates meta-trained on that copy: a new kind of task. Every
+method's ``tune`` resumes from its own folder, so an interrupted comparison continues where it stopped. Prints a
+table and one JSON line (``--record`` also writes it): per task and method the chosen config, its epochs, test
+accuracy, correct answers and test loss; totals; and on how many tasks Transfer's test accuracy was at least
+Portfolio's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
-from lit_transfer.metadataset.store import SHIPPED_METADATASET
-from lit_transfer.metadataset.tasks import select_tasks, write_tasks
-from lit_transfer.space import PipelineConfig, SearchSpace
-from lit_transfer.tune.commands import experience_settings
-from lit_transfer.tune.finetuning import FinetuneEvaluator
-from lit_transfer.tune.loop import load_state
-from lit_transfer.tune.methods.base import Trial
+from lit_transfer.io import write_json_atomic
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
+from lit_transfer.metadataset.summary import family_of
+from lit_transfer.metadataset.tasks import select_tasks, suite_world
+from lit_transfer.quiet import silence
+from lit_transfer.surrogate.training import DEFAULT_RECIPES
 
-ROOT = Path(__file__).resolve().parents[1]
-OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the environment every tune run gets
-
-
-def tune_command(data: Path, out: Path, budget: float, seed: int) -> list[str]:
-    return [
-        sys.executable, "-m", "lit_transfer", "tune", "--config", str(ROOT / "configs/tune/transfer.yaml"),
-        "--data", str(data), "--budget", str(budget), "--out", str(out), "--seed", str(seed),
-    ]  # fmt: skip
+METHODS = ("transfer", "portfolio", "default")
 
 
-def tune_with_a_kill(command: list[str], state: Path, kill_at: float, log: Path) -> int:
-    """Run ``command`` until its state has spent ``kill_at`` seconds, SIGKILL it, and return the steps it kept."""
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, env=OFFLINE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        while not (state.exists() and load_state(state).spent >= kill_at):
-            if process.poll() is not None:
-                raise RuntimeError(f"tune ended before the kill (exit {process.returncode}); see {log}")
-            time.sleep(0.5)
-        time.sleep(2.0)  # into the next trial: the kill lands mid-training
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    return len(load_state(state).history)
+def experience_without(metadataset: str, family: str, out: Path, perf_config: str, cost_config: str) -> str:
+    """A copy of the experience without ``family``'s tasks, with surrogates meta-trained on it (made once)."""
+    from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
+    from lit_transfer.surrogate.training import train_surrogate
+
+    path = out / f"without-{family}.sqlite"
+    perf_path, cost_path = pretrained_paths(path)
+    if not path.exists():
+        with MetaDataset(metadataset) as store:
+            store.copy_without([t for t in store.tasks() if family_of(t) == family], path)
+    for recipe, target in ((perf_config, perf_path), (cost_config, cost_path)):
+        if not target.exists():
+            save_weights(train_surrogate(recipe, str(path)), target)
+    return str(path)
 
 
-def main() -> None:
+def count_test_examples(data: Path) -> int:
+    with open(data / "test.jsonl") as lines:
+        return sum(1 for line in lines if line.strip())
+
+
+def compare(
+    tasks: list[str], suite: str, seed: int, budget: int, out: Path, metadataset: str = SHIPPED_METADATASET,
+    holdout: str = "none", methods: tuple[str, ...] = METHODS, perf_config: str = DEFAULT_RECIPES["performance"],
+    cost_config: str = DEFAULT_RECIPES["cost"],
+) -> dict[str, Any]:  # fmt: skip
+    """Tune each task with each method at ``budget`` epochs; the comparison as one JSON-ready dict."""
+    from lit_transfer.tune.commands import tune
+
+    if seed == 0:
+        raise ValueError("seed 0 draws the experience's own tasks; use another seed")
+    if holdout not in ("none", "family"):
+        raise ValueError(f"holdout must be 'none' or 'family', got {holdout!r}")
+    world = suite_world(suite)
+    rows = []
+    for spec in select_tasks(tasks, seed, suite):
+        data = out / "tasks" / spec.name
+        if not (data / "test.jsonl").exists():
+            spec.write(world, data)
+        experience = metadataset
+        if holdout == "family":
+            experience = experience_without(metadataset, spec.family, out / "experience", perf_config, cost_config)
+        row: dict[str, Any] = {"task": spec.name, "family": spec.family, "test_examples": count_test_examples(data)}
+        for method in methods:
+            folder = out / spec.name / method
+            done = folder / "result.json"
+            result = json.loads(done.read_text()) if done.exists() else tune(
+                str(data), budget, "epochs", method, metadataset=experience, out=str(folder), seed=seed
+            )  # fmt: skip
+            test = result.get("test") or {}
+            accuracy = test.get("test/acc")
+            row[method] = {
+                "config": result.get("config"), "epochs": result.get("epochs"), "steps": result["steps"],
+                "test_acc": accuracy, "test_loss": test.get("test/loss"),
+                "correct": None if accuracy is None else round(accuracy * row["test_examples"]),
+            }  # fmt: skip
+            print(f"{spec.name} {method}: test/acc {accuracy} after {result.get('epochs')} epochs, "
+                  f"{result['steps']} steps", flush=True)  # fmt: skip
+        rows.append(row)
+    totals = {m: sum(r[m]["correct"] or 0 for r in rows) for m in methods}
+    summary: dict[str, Any] = {"suite": suite, "seed": seed, "budget_epochs": budget, "holdout": holdout,
+                               "tasks": rows, "correct_total": totals}  # fmt: skip
+    if "transfer" in methods and "portfolio" in methods:
+        summary["transfer_at_least_portfolio"] = sum(
+            (r["transfer"]["test_acc"] or 0.0) >= (r["portfolio"]["test_acc"] or 0.0) for r in rows
+        )
+    return summary
+
+
+def format_table(summary: dict[str, Any], methods: tuple[str, ...] = METHODS) -> str:
+    head = ["task", *(f"{m} test/acc (loss)" for m in methods)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in summary["tasks"]:
+        cells = [
+            "-" if row[m]["test_acc"] is None else f"{row[m]['test_acc']:.3f} ({row[m]['test_loss']:.3f})"
+            for m in methods
+        ]
+        lines.append("| " + " | ".join([row["task"], *cells]) + " |")
+    lines.append("| correct answers | " + " | ".join(str(summary["correct_total"][m]) for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default="yes_no", help="family of the shipped suite")
-    parser.add_argument("--seed", type=int, default=1, help="seed drawing the task's examples (not 0)")
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds of training for tune")
-    parser.add_argument("--kill_fraction", type=float, default=0.5, help="share of the budget spent at the kill")
+    parser.add_argument("--tasks", required=True, help="comma-separated task names of the suite")
+    parser.add_argument("--suite", default="v1", choices=["v1", "v2"])
+    parser.add_argument("--seed", type=int, default=1, help="seed drawing the tasks' examples (not 0)")
+    parser.add_argument("--budget", type=int, default=24, help="epochs (trial steps) every method may train")
+    parser.add_argument("--holdout", default="none", choices=["none", "family"])
+    parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--perf_config", default=DEFAULT_RECIPES["performance"])
+    parser.add_argument("--cost_config", default=DEFAULT_RECIPES["cost"])
     parser.add_argument("--out", default="runs/tune_vs_default")
-    args = parser.parse_args()
-    if args.seed == 0:
-        parser.error("seed 0 draws the shipped meta-dataset's own tasks; use another seed")
-
-    out = Path(args.out) / f"{args.task}-seed{args.seed}"
-    (data,) = write_tasks(out / "tasks", select_tasks([args.task], args.seed))
-    command = tune_command(data, out / "tune", args.budget, args.seed)
-    state = out / "tune" / "state.json"
-    before = load_state(state).history if state.exists() else []
-    if not before:
-        tune_with_a_kill(command, state, args.kill_fraction * args.budget, out / "tune_killed.log")
-        before = load_state(state).history
-    with open(out / "tune.log", "w") as log:
-        subprocess.run(command, env=OFFLINE, stdout=log, stderr=subprocess.STDOUT,
-                       check=True)  # fmt: skip
-    after = load_state(state).history
-    trained = [(s.config_key, s.fidelity) for s in after]
-    chosen = json.loads((out / "tune" / "result.json").read_text())
-    if chosen["config"] is None:
-        sys.exit(f"tune chose nothing: {chosen['message']} (raise --budget)")
-
-    space = SearchSpace.from_yaml()
-    settings = experience_settings(SHIPPED_METADATASET, space, seed=args.seed)
-    default = FinetuneEvaluator(str(data), settings, str(out / "default"))
-    default_config = dict(space.default().values)
-    default.run(Trial(default_config, chosen["epochs"]))
-    default_test = default.test(default_config)
-
-    result = {
-        "task": args.task, "seed": args.seed, "budget_seconds": args.budget, "spent_seconds": chosen["spent"],
-        "steps": len(after), "steps_before_kill": len(before), "resumed_intact": after[: len(before)] == before,
-        "repeated_steps": len(trained) - len(set(trained)), "configs_tried": len({k for k, _ in trained}),
-        "chosen_config": chosen["config"], "epochs": chosen["epochs"], "chosen_val_acc": chosen["val"],
-        "chosen_test_acc": chosen["test"]["test/acc"], "default_test_acc": default_test["test/acc"],
-        "default_is_chosen": PipelineConfig(chosen["config"]).key() == PipelineConfig(default_config).key(),
-    }  # fmt: skip
-    print(f"{args.task} (seed {args.seed}), {args.budget:.0f} s budget, {result['steps']} steps "
-          f"({result['steps_before_kill']} before SIGKILL), {result['configs_tried']} configs")  # fmt: skip
-    print(f"  chosen  : test/acc {result['chosen_test_acc']:.3f} after {result['epochs']} epochs")
-    print(f"  default : test/acc {result['default_test_acc']:.3f} after {result['epochs']} epochs")
-    print(json.dumps(result))
+    parser.add_argument("--record", default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    silence()
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    summary = compare(
+        [t.strip() for t in args.tasks.split(",") if t.strip()], args.suite, args.seed, args.budget, Path(args.out),
+        args.metadataset, args.holdout, methods, args.perf_config, args.cost_config,
+    )  # fmt: skip
+    print(format_table(summary, methods))
+    if args.record:
+        write_json_atomic(args.record, summary)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

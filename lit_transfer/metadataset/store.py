@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +251,35 @@ class MetaDataset:
             ).fetchone()
             is not None
         )
+
+    def copy_without(self, tasks: Sequence[str], path: str | Path) -> Path:
+        """A copy of this meta-dataset at ``path`` without ``tasks`` and their runs (an experience that never saw
+        them, for testing transfer to them); written beside ``path`` and renamed into place."""
+        known = self.tasks()
+        unknown = [t for t in tasks if t not in known]
+        if unknown:
+            raise MetaDatasetError(f"{self.path}: no task(s) {', '.join(unknown)}")
+        path = Path(path)
+        partial = temporary_path(path)
+        try:
+            target = sqlite3.connect(partial, isolation_level=None)
+            try:
+                self.conn.backup(target)
+                marks = ",".join("?" * len(tasks))
+                target.executescript("BEGIN IMMEDIATE;")
+                target.execute(f"DELETE FROM curves WHERE run_id IN (SELECT run_id FROM runs WHERE task IN ({marks}))",
+                               list(tasks))  # fmt: skip
+                target.execute(f"DELETE FROM runs WHERE task IN ({marks})", list(tasks))
+                target.execute(f"DELETE FROM tasks WHERE task IN ({marks})", list(tasks))
+                target.execute("COMMIT")
+                target.execute("VACUUM")
+            finally:
+                target.close()
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return path
 
     def runs(self, task: str | None = None) -> Iterator[RunRecord]:
         query = "SELECT * FROM runs" + (" WHERE task=?" if task else "") + " ORDER BY run_id"
