@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -271,7 +272,7 @@ class QADataModule(L.LightningDataModule):
         packing: bool = False,
         seed: int = 0,
         num_workers: int = 0,
-        prompt_template: str = "qa",
+        prompt_template: Literal["qa", "qa-v1"] = "qa",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
