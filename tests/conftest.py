@@ -110,3 +110,15 @@ def short_recipe(tmp_path, target, max_epochs):
     path = tmp_path / f"{target}.yaml"
     path.write_text(yaml.safe_dump(config))
     return str(path)
+
+
+def load_tool(name):
+    """A script of ``tools/`` as a module (tools are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

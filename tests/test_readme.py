@@ -1,20 +1,14 @@
 """The README's tables are generated from the result files in assets/ (tools/readme_tables.py)."""
 
-import importlib.util
 from pathlib import Path
+
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tables():
-    spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools" / "readme_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_readme_tables_match_their_files():
-    tables = _tables()
+    tables = load_tool("readme_tables")
     text = (ROOT / "README.md").read_text()
     held = tables.blocks(text)
     assert held, "the README has no generated tables"

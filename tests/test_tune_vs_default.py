@@ -1,28 +1,17 @@
 """``tools/tune_vs_default.py``: Transfer, Portfolio and Default tuned for real at one epoch budget on a task the
 experience never saw, its family held out of the experience."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-from conftest import short_recipe
+from conftest import load_tool, short_recipe
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("tune_vs_default", ROOT / "tools" / "tune_vs_default.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
 def test_methods_get_the_same_epoch_budget_on_a_held_out_family(tmp_path, capsys):
-    tool = _tool()
+    tool = load_tool("tune_vs_default")
     out, record = tmp_path / "out", tmp_path / "result.json"
     argv = [
         "--tasks", "yes_no", "--suite", "v1", "--seed", "1", "--budget", "2", "--holdout", "family",

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lit_transfer.finetune.data import load_split
 from lit_transfer.io import write_json_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import family_of
@@ -47,11 +48,6 @@ def experience_without(metadataset: str, family: str, out: Path, perf_config: st
     return str(path)
 
 
-def count_test_examples(data: Path) -> int:
-    with open(data / "test.jsonl") as lines:
-        return sum(1 for line in lines if line.strip())
-
-
 def compare(
     tasks: list[str], suite: str, seed: int, budget: int, out: Path, metadataset: str = SHIPPED_METADATASET,
     holdout: str = "none", methods: tuple[str, ...] = METHODS, perf_config: str = DEFAULT_RECIPES["performance"],
@@ -73,7 +69,7 @@ def compare(
         experience = metadataset
         if holdout == "family":
             experience = experience_without(metadataset, spec.family, out / "experience", perf_config, cost_config)
-        row: dict[str, Any] = {"task": spec.name, "family": spec.family, "test_examples": count_test_examples(data)}
+        row: dict[str, Any] = {"task": spec.name, "family": spec.family, "test_examples": len(load_split(data, "test"))}
         for method in methods:
             folder = out / spec.name / method
             done = folder / "result.json"

@@ -21,6 +21,8 @@ from lit_transfer.space import PipelineConfig
 
 CURVE_FILE = "curve.json"
 OUTCOMES = ("ok", "diverged", "oom")  # how a run itself can end; anything else is an error, never a result
+# what run settings recorded before a setting existed meant: the first experience's prompt template
+LEGACY_SETTINGS = {"prompt_template": "qa-v1"}
 
 
 class RunError(RuntimeError):
@@ -61,7 +63,7 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], **overrides: Any) -> RunSettings:
-        merged = {"prompt_template": "qa-v1", **values, **{k: v for k, v in overrides.items() if v is not None}}
+        merged = {**LEGACY_SETTINGS, **values, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(**{k: v for k, v in merged.items() if k in cls.__dataclass_fields__})
 
 

@@ -158,14 +158,15 @@ class MetaDataset:
 
     def check_run_settings(self, settings: dict[str, Any], ignore: tuple[str, ...] = ()) -> None:
         """Record ``settings`` on first use; afterwards refuse runs trained otherwise (they would not compare)."""
+        from lit_transfer.finetune.run import LEGACY_SETTINGS
+
         mine = {k: v for k, v in settings.items() if k not in ignore}
         recorded = self.run_settings()
-        if recorded is not None:
-            recorded.setdefault("prompt_template", "qa-v1")  # recorded before the setting existed
         if recorded is None:
             with self.transaction():
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('run_settings', ?)", (json.dumps(mine),))
             return
+        recorded = {**LEGACY_SETTINGS, **recorded}
         differ = {k: (recorded.get(k), v) for k, v in mine.items() if recorded.get(k) != v}
         if differ:
             what = ", ".join(f"{k}: recorded {a!r}, planned {b!r}" for k, (a, b) in differ.items())
