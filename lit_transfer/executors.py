@@ -149,52 +149,52 @@ class SimulatedExecutor(InlineExecutor):
 
 
 class ProcessExecutor(Executor):
-    """Warm worker processes on this machine (``threads`` torch threads each). If one dies, every job in flight
-    ends with ``WorkerLost`` (the pool cannot tell which died) and a fresh pool takes the next jobs."""
+    """Warm worker processes on this machine (``threads`` torch threads each), one per slot, so that a worker that
+    dies ends only its own job with ``WorkerLost``; a fresh process takes its slot."""
 
     def __init__(self, workers: int, threads: int = 1) -> None:
         super().__init__(workers)
         self.threads = threads
-        self._pool = self._new_pool()
-        self._running: dict[Future, Hashable] = {}
-        self._lost: list[Done] = []
+        self._pools = [self._new_pool() for _ in range(workers)]
+        self._running: dict[Future, tuple[int, Hashable]] = {}  # future -> (slot, job key)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, initializer=warm_worker, initargs=(self.threads,))
+        return ProcessPoolExecutor(1, initializer=warm_worker, initargs=(self.threads,))
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
+        busy = {slot for slot, _ in self._running.values()}
+        slot = next((s for s in range(self.workers) if s not in busy), None)
+        if slot is None:
+            raise RuntimeError(f"all {self.workers} worker processes are busy")
         try:
-            self._running[self._pool.submit(fn, *args)] = key
-        except BrokenProcessPool:
-            self._replace_pool()
-            self._running[self._pool.submit(fn, *args)] = key
+            future = self._pools[slot].submit(fn, *args)
+        except BrokenProcessPool:  # its process died between jobs
+            self._replace(slot)
+            future = self._pools[slot].submit(fn, *args)
+        self._running[future] = (slot, key)
 
     def next(self) -> Done:
-        if self._lost:
-            return self._lost.pop(0)
         done, _ = wait(self._running, return_when=FIRST_COMPLETED)
         future = next(iter(done))
-        key = self._running.pop(future)
+        slot, key = self._running.pop(future)
         try:
             return Done(key, future.result())
         except BrokenProcessPool:
-            self._replace_pool()
+            self._replace(slot)
             return Done(key, error=WorkerLost("a worker process died"))
         except Exception as err:
             return Done(key, error=err)
 
-    def _replace_pool(self) -> None:
-        """Every job of a broken pool is lost; the rest run on a new one."""
-        self._lost += [Done(k, error=WorkerLost("a worker process died")) for k in self._running.values()]
-        self._running.clear()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
+    def _replace(self, slot: int) -> None:
+        self._pools[slot].shutdown(wait=False, cancel_futures=True)
+        self._pools[slot] = self._new_pool()
 
     def running(self) -> int:
-        return len(self._running) + len(self._lost)
+        return len(self._running)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RayExecutor(Executor):
