@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -83,6 +83,14 @@ class Executor:
 
     def running(self) -> int:
         raise NotImplementedError
+
+    def _free_slot(self, running: Mapping[Any, tuple[int, Hashable]]) -> int:
+        """The first worker slot no job in ``running`` (handle -> (slot, key)) holds."""
+        busy = {slot for slot, _ in running.values()}
+        slot = next((s for s in range(self.workers) if s not in busy), None)
+        if slot is None:
+            raise RuntimeError(f"all {self.workers} workers are busy")
+        return slot
 
     def close(self) -> None:
         """Stop the workers; jobs still running are abandoned."""
@@ -162,10 +170,7 @@ class ProcessExecutor(Executor):
         return ProcessPoolExecutor(1, initializer=warm_worker, initargs=(self.threads,))
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
-        busy = {slot for slot, _ in self._running.values()}
-        slot = next((s for s in range(self.workers) if s not in busy), None)
-        if slot is None:
-            raise RuntimeError(f"all {self.workers} worker processes are busy")
+        slot = self._free_slot(self._running)
         try:
             future = self._pools[slot].submit(fn, *args)
         except BrokenProcessPool:  # its process died between jobs
@@ -224,10 +229,7 @@ class RayExecutor(Executor):
         self._running: dict[Any, tuple[int, Hashable]] = {}  # object ref -> (actor slot, job key)
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
-        busy = {slot for slot, _ in self._running.values()}
-        slot = next((s for s in range(self.workers) if s not in busy), None)
-        if slot is None:
-            raise RuntimeError(f"all {self.workers} Ray workers are busy")
+        slot = self._free_slot(self._running)
         self._running[self._actors[slot].call.remote(fn, *args)] = (slot, key)
 
     def next(self) -> Done:
