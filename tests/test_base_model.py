@@ -16,5 +16,8 @@ def test_v2_base_model_loads_offline_and_reports_its_probes():
     card = json.loads((MODEL / "pretraining.json").read_text())
     assert set(SKILLS) <= set(card["probes"]) and all(0.0 <= v <= 1.0 for v in card["probes"].values())
     assert card["probes"]["world: occupation"] > 0.5  # it knows the world its tasks ask about
+    # it answers questions in the plain template, also about people no question-answer text asked about
+    assert card["probes"]["QA job, people not asked"] > 0.1
+    assert card["corpus_documents"]["question-answer text"] > 0 and card["stage1"]["steps"] > 0
     readme = (MODEL / "README.md").read_text()
     assert all(f"| {name} |" in readme for name in card["probes"])

@@ -13,7 +13,7 @@ from lit_transfer.metadataset.tasks import (
     suite_world,
     write_tasks,
 )
-from lit_transfer.metadataset.world import World
+from lit_transfer.metadataset.world import COLOURS, COUNTRIES, PETS, World
 
 
 def _name(question: str) -> str:
@@ -104,10 +104,19 @@ def test_new_families_answer_right(world_v2):
     """Each new family's answers checked on known inputs from the world."""
     by_name = {p.name: p for p in world_v2.people}
     for row in TaskSpec("m", "multiple_choice", train=60, validation=1, test=1, level=2).generate(world_v2)["train"]:
-        person = by_name[_name(row["question"])]
         options = dict(o.split(") ") for o in re.findall(r"[A-E]\) [A-Za-z]+", row["context"]))
-        truth = person.city if "live" in row["question"] else person.employer
-        assert options[row["answer"]] == truth
+        kind = re.match(r"Which option is a (\w+)\?", row["question"]).group(1)
+        pool = {"city": world_v2.city_country, "company": world_v2.company_city, "country": COUNTRIES}[kind]
+        assert [letter for letter, v in options.items() if v in pool] == [row["answer"]]
+    for row in TaskSpec("m1", "multiple_choice", train=60, validation=1, test=1).generate(world_v2)["train"]:
+        options = dict(o.split(") ") for o in re.findall(r"[A-C]\) [A-Za-z]+", row["context"]))
+        pool = PETS if "animal" in row["question"] else COLOURS
+        assert [letter for letter, v in options.items() if v in pool] == [row["answer"]]
+    for row in TaskSpec("y", "yes_no", train=60, validation=1, test=1, level=3).generate(world_v2)["train"]:
+        name, claim = re.match(r"Does (.+) (?:live in|keep a) (\w+)\?", row["question"]).groups()
+        person = by_name[name]
+        assert person.name in row["context"]
+        assert row["answer"] == ("yes" if claim in (person.city, person.pet) else "no")
     for row in TaskSpec("e", "entity_type", train=60, validation=1, test=1).generate(world_v2)["train"]:
         name = row["question"].removeprefix("Is ").split(" a person")[0]
         kind = "person" if name in by_name else "place" if name in world_v2.city_country else "company"
@@ -124,13 +133,23 @@ def test_new_families_answer_right(world_v2):
     for row in TaskSpec("s", "sentence", train=20, validation=1, test=1, level=2).generate(world_v2)["train"]:
         p = by_name[row["question"].removeprefix("Describe ").split(" in one")[0]]
         assert row["answer"] == f"{p.name} is a {p.occupation} who lives in {p.city} and keeps a {p.pet}."
+    for row in TaskSpec("l1", "list_order", train=60, validation=1, test=1).generate(world_v2)["train"]:
+        which, items = re.match(r"What is the (\w+) item in the list (.+)\?", row["question"]).groups()
+        items = items.split(", ")
+        assert (
+            4 <= len(items) <= 7 and row["answer"] == {"first": items[0], "second": items[1], "last": items[-1]}[which]
+        )
     for row in TaskSpec("l", "list_order", train=60, validation=1, test=1, level=2).generate(world_v2)["train"]:
         if row["question"].startswith("Sort"):
             numbers = [int(x) for x in re.findall(r"\d+", row["question"])]
             assert row["answer"] == ", ".join(map(str, sorted(numbers)))
-    for row in TaskSpec("w", "word_edit", train=60, validation=1, test=1).generate(world_v2)["train"]:
-        old, new, word = re.match(r"Replace every (\w) with (\w) in (\w+)\.", row["question"]).groups()
-        assert row["answer"] == word.replace(old, new)
+    for row in TaskSpec("w", "word_edit", train=60, validation=1, test=1, level=2).generate(world_v2)["train"]:
+        if row["question"].startswith("Replace"):
+            old, new, word = re.match(r"Replace every (\w) with (\w) in (\w+)\.", row["question"]).groups()
+            assert row["answer"] == word.replace(old, new)
+    for row in TaskSpec("w1", "word_edit", train=60, validation=1, test=1).generate(world_v2)["train"]:
+        word = re.search(r"(?:of|Write) (\w+)", row["question"]).group(1)
+        assert row["answer"] == (word + "s" if row["question"].startswith("Add") else word[:-1])
     for row in TaskSpec("a", "arithmetic", train=60, validation=1, test=1, level=3).generate(world_v2)["train"]:
         a, b = map(int, re.findall(r"\d+", row["question"]))
         assert int(row["answer"]) == a * b
@@ -139,8 +158,10 @@ def test_new_families_answer_right(world_v2):
 def test_bad_task_specs(world):
     with pytest.raises(ValueError, match="unknown task family"):
         TaskSpec("x", "poetry").generate(world)
+    with pytest.raises(ValueError, match=r"levels 1\.\.3"):
+        TaskSpec("x", "yes_no", level=4).generate(world)
     with pytest.raises(ValueError, match=r"levels 1\.\.2"):
-        TaskSpec("x", "yes_no", level=3).generate(world)
+        TaskSpec("x", "counting", level=3).generate(world)
     with pytest.raises(ValueError, match="needs 2000 examples"):
         TaskSpec("x", "arithmetic", train=1800, validation=100, test=100).generate(world)
 

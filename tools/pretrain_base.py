@@ -2,11 +2,15 @@
 
 It reads documents about the generated world (``lit_transfer.metadataset.world``) and text that teaches general
 skills (``lit_transfer.metadataset.skills``: arithmetic, counting, lists and order, editing words, dates and units,
-short instructions), never the QA tasks themselves, so finetuning on a task teaches the question-answer format
-and recall, as it does for a real LLM. Writes ``save_pretrained`` weights, the tokenizer and a model card with
-probes of each skill.
+short instructions) and, with ``--qa``, questions answered in the plain template about skills and about half of
+the people (``lit_transfer.metadataset.qa_text``), never the QA tasks themselves. Writes ``save_pretrained``
+weights, the tokenizer and a model card with probes of each skill. ``--init`` continues pretraining a saved model
+(its weights and tokenizer) on the corpus; the card and ``pretraining.json`` then record both stages.
 
-    python tools/pretrain_base.py --out assets/models/world-phi3-v2          # the v2 base model (default)
+    # the v2 base model: stage 1, then stage 2 with question-answer text
+    python tools/pretrain_base.py --out runs/world-phi3-v2-stage1
+    python tools/pretrain_base.py --init runs/world-phi3-v2-stage1 --qa 30000 --steps 1200 --lr 1e-3 \
+        --out assets/models/world-phi3-v2
     python tools/pretrain_base.py --out assets/models/world-phi3-2m --v1      # the first one
 """
 
@@ -20,9 +24,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Phi3ForCausalLM, get_scheduler
+from transformers import AutoTokenizer, Phi3ForCausalLM, get_scheduler
 
 from lit_transfer.finetune.models import tiny_phi3_config, train_tokenizer
+from lit_transfer.metadataset.qa_text import qa_text
 from lit_transfer.metadataset.skills import SKILLS
 from lit_transfer.metadataset.world import World
 
@@ -35,7 +40,7 @@ def token_blocks(tokenizer, docs: list[str], block: int) -> torch.Tensor:
     return torch.tensor(ids[:usable]).view(-1, block)
 
 
-def corpus_makeup(world: World, general: int, skills: int) -> dict[str, int]:
+def corpus_makeup(world: World, general: int, skills: int, qa: int) -> dict[str, int]:
     """Documents per source, as ``World.corpus`` draws them (skills in equal shares, round robin)."""
     makeup = {"world documents (one pass)": len(world.people) + len(world.city_country) + len(world.company_city)}
     makeup["general statements (v1)"] = general
@@ -43,6 +48,7 @@ def corpus_makeup(world: World, general: int, skills: int) -> dict[str, int]:
     for i in range(skills):
         key = f"skill text: {names[i % len(names)]}"
         makeup[key] = makeup.get(key, 0) + 1
+    makeup["question-answer text"] = qa
     return makeup
 
 
@@ -63,6 +69,15 @@ def probe_pairs(world: World, seed: int, per_skill: int = 100) -> dict[str, list
     pairs["world: occupation"] = [(f"{p.name} works as a", f" {p.occupation}.") for p in people]
     pairs["world: city"] = [(f"{p.name} lives in", f" {p.city}.") for p in people]
     pairs["world: employer"] = [(f"{p.name} is employed by", f" {p.employer}.") for p in people]
+    # zero-shot in the finetuning template, for people the question-answer text asks about and for the others
+    asked, others = world.people[::2], world.people[1::2]
+    for label, group in (("asked", asked), ("not asked", others)):
+        chosen = rng.sample(group, min(per_skill, len(group)))
+        pairs[f"QA job, people {label}"] = [(f"Question: What is the job of {p.name}?\nAnswer:", f" {p.occupation}")
+                                            for p in chosen]  # fmt: skip
+        pairs[f"QA task question, people {label}"] = [
+            (f"Question: What does {p.name} do for a living?\nAnswer:", f" {p.occupation}") for p in chosen
+        ]
     return pairs
 
 
@@ -105,6 +120,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--qa", type=int, default=0, help="question-answer documents (qa_text)")
+    parser.add_argument("--init", help="continue pretraining this saved model (weights and tokenizer)")
     args = parser.parse_args()
     if args.v1:
         args.people, args.cities, args.companies, args.general, args.skills, args.steps = 500, 16, 12, 20000, 0, 1500
@@ -114,19 +131,29 @@ def main() -> None:
     world = World(seed=args.world_seed, people_count=args.people, city_count=args.cities, company_count=args.companies)
     negations = not args.v1
     docs = world.corpus(seed=args.seed, general=args.general, skills=args.skills, negations=negations)
-    makeup = corpus_makeup(world, args.general, args.skills)
-    # a pretrained (not instruction-tuned) model has no chat template: prompts use the plain QA template
-    tokenizer = train_tokenizer(docs, vocab_size=args.vocab, chat_template=False)
+    if args.qa:
+        qa_rng = random.Random(f"qa/{args.seed}")
+        docs += qa_text(world, qa_rng, args.qa)
+        qa_rng.shuffle(docs)
+    makeup = corpus_makeup(world, args.general, args.skills, args.qa)
+    previous = None
+    if args.init:
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
+        model = Phi3ForCausalLM.from_pretrained(args.init)
+        previous = json.loads((Path(args.init) / "pretraining.json").read_text())
+    else:
+        # a pretrained (not instruction-tuned) model has no chat template: prompts use the plain QA template
+        tokenizer = train_tokenizer(docs, vocab_size=args.vocab, chat_template=False)
+        config = tiny_phi3_config(
+            tokenizer,
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            intermediate_size=args.intermediate,
+            max_position_embeddings=512,
+        )
+        model = Phi3ForCausalLM(config)
     blocks = token_blocks(tokenizer, docs, args.block)
-    config = tiny_phi3_config(
-        tokenizer,
-        hidden_size=args.hidden,
-        num_layers=args.layers,
-        num_heads=args.heads,
-        intermediate_size=args.intermediate,
-        max_position_embeddings=512,
-    )
-    model = Phi3ForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
     print(f"{params / 1e6:.2f} M parameters, {blocks.numel() / 1e6:.2f} M corpus tokens in {len(blocks)} blocks")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
@@ -174,28 +201,38 @@ def main() -> None:
         "seconds": seconds,
         "probes": probes,
     }
+    if previous is not None:
+        summary["stage1"] = previous
     (out / "pretraining.json").write_text(json.dumps(summary, indent=1))
     makeup_lines = "\n".join(f"  - {k}: {v:,}" for k, v in makeup.items())
+    origin = "pretrained from random weights"
+    if previous is not None:
+        origin = (
+            f"pretrained in two stages: from random weights for {previous['steps']} steps (final loss "
+            f"{previous['final_loss']:.3f}, {previous['seconds']} s), then on the corpus below"
+        )
     probe_lines = "\n".join(f"| {k} | {v:.3f} |" for k, v in probes.items())
     (out / "README.md").write_text(
         f"""# world-phi3 base model
 
 A small Phi-3-architecture causal LM ({params / 1e6:.2f} M parameters: hidden {args.hidden}, {args.layers} layers,
 {args.heads} heads, vocabulary {len(tokenizer)} byte-level BPE with Phi-3's special tokens; no chat template, as
-it is not instruction-tuned, so finetuning prompts use the plain QA template), pretrained from random weights by
+it is not instruction-tuned, so finetuning prompts use the plain QA template), {origin} by
 `tools/pretrain_base.py{" --v1" if args.v1 else ""}` — never on the QA tasks.
 
 Corpus ({blocks.numel():,} tokens in blocks of {args.block}): documents about the generated world of
 `lit_transfer.metadataset.world` (seed {args.world_seed}: {args.people} people, {args.cities} cities,
 {args.companies} companies), 8 passes with varied wording{", each stating one negative fact" if negations else ""},
-plus general text (`lit_transfer.metadataset.skills`):
+plus general text (`lit_transfer.metadataset.skills`) and question-answer text about skills and about the
+people at even places of the world's list (`lit_transfer.metadataset.qa_text`):
 {makeup_lines}
 
 Training: {args.steps} steps of {args.batch} blocks ({tokens_seen:,} tokens), AdamW lr {args.lr}, cosine;
 final training loss {final:.3f} (perplexity {math.exp(final):.1f}), {seconds} s on a 2-core CPU.
 
 Probes (share of 100 held-out sentences whose ending the model reproduces exactly after their beginning; world
-probes complete a fact about a person):
+probes complete a fact about a person; QA probes answer a question in the finetuning template, for people the
+question-answer text asks about and for the others):
 
 | probe | exact |
 |---|---|

@@ -145,12 +145,15 @@ def string_ops(world: World, people: list[Person], rng: random.Random, level: in
 
 
 def yes_no(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
-    """Verify a claim about the world; half the claims are false. Level 2 asks about city and employer."""
+    """Verify a claim; half the claims are false. Level 1 recalls the person's city, job, colour or pet; level 2
+    their city and employer; level 3 checks the claim against a context that states the fact (beside another
+    person's), which a small model can learn where recall-and-compare stays at chance."""
     out = []
     for p in people:
-        attr = rng.choice(["city", "occupation", "colour", "pet"] if level == 1 else ["city", "employer"])
+        attrs = {1: ["city", "occupation", "colour", "pet"], 2: ["city", "employer"]}.get(level, ["city", "pet"])
+        attr = rng.choice(attrs)
         truth = ATTRIBUTES[attr][1](p)
-        pool = sorted({q.city for q in world.people}) if attr == "city" and level == 1 else _pool(world, attr)
+        pool = sorted({q.city for q in world.people}) if attr == "city" and level != 2 else _pool(world, attr)
         claim = truth if rng.random() < 0.5 else rng.choice([v for v in pool if v != truth])
         question = {
             "city": f"Does {p.name} live in {claim}?",
@@ -159,8 +162,18 @@ def yes_no(world: World, people: list[Person], rng: random.Random, level: int = 
             "pet": f"Does {p.name} keep a {claim}?",
             "employer": f"Does {claim} employ {p.name}?",
         }[attr]
-        out.append({"question": question, "answer": "yes" if claim == truth else "no"})
+        example = {"question": question, "answer": "yes" if claim == truth else "no"}
+        if level == 3:
+            other = rng.choice(world.people)
+            facts = [_fact(p, attr), _fact(other, attr)]
+            rng.shuffle(facts)
+            example["context"] = " ".join(facts)
+        out.append(example)
     return out
+
+
+def _fact(person: Person, attr: str) -> str:
+    return f"{person.name} lives in {person.city}." if attr == "city" else f"{person.name} keeps a {person.pet}."
 
 
 def counting(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
@@ -218,17 +231,27 @@ def dates_units(world: World, people: list[Person], rng: random.Random, level: i
 
 
 def multiple_choice(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
-    """Pick the right option by its letter; the options are in the context. Level 1: three options about small
-    domains; level 2: five options about cities and employers."""
+    """Pick the option of a given kind by its letter; the options are in the context. Level 1: the animal or the
+    colour among three options; level 2: the city, the company or the country among five names."""
     out = []
     letters = "ABCDE"
-    for p in people:
-        attr = rng.choice(["occupation", "colour", "pet"] if level == 1 else ["city", "employer"])
-        truth = ATTRIBUTES[attr][1](p)
-        options = [truth, *rng.sample([v for v in _pool(world, attr) if v != truth], 2 if level == 1 else 4)]
+    cities, companies = sorted(world.city_country), sorted(world.company_city)
+    for _ in people:
+        if level == 1:
+            kinds = {"animal": PETS, "colour": COLOURS}
+            n = 3
+        else:
+            kinds = {"city": cities, "company": companies, "country": COUNTRIES}
+            n = 5
+        kind = rng.choice(sorted(kinds))
+        truth = rng.choice(kinds[kind])
+        others = [v for k, values in kinds.items() if k != kind for v in values]
+        if level > 1:
+            others += [q.name.split()[0] for q in rng.sample(world.people, 8)]
+        options = [truth, *rng.sample(others, n - 1)]
         rng.shuffle(options)
         context = " ".join(f"{letters[i]}) {v}" for i, v in enumerate(options))
-        question = ATTRIBUTES[attr][0].format(n=p.name) + " Answer with the letter."
+        question = f"Which option is {'an' if kind == 'animal' else 'a'} {kind}? Answer with the letter."
         out.append({"question": question, "answer": letters[options.index(truth)], "context": context})
     return out
 
@@ -300,13 +323,14 @@ def sentence(world: World, people: list[Person], rng: random.Random, level: int 
 
 
 def list_order(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
-    """Positions in a list: level 1 the first or last item; level 2 the n-th item, or numbers sorted."""
+    """Positions in a list: level 1 the first, second or last item of 4 to 7; level 2 the n-th item, or numbers
+    sorted."""
     out = []
     for _ in people:
-        items = rng.sample(PETS + COLOURS, rng.randint(3, 6))
+        items = rng.sample(PETS + COLOURS, rng.randint(4, 7) if level == 1 else rng.randint(3, 6))
         if level == 1:
-            which = rng.choice(["first", "last"])
-            answer = items[0] if which == "first" else items[-1]
+            which = rng.choice(["first", "second", "last"])
+            answer = {"first": items[0], "second": items[1], "last": items[-1]}[which]
             out.append({"question": f"What is the {which} item in the list {', '.join(items)}?", "answer": answer})
         elif rng.random() < 0.5:
             i = rng.randrange(1, len(items))
@@ -321,11 +345,12 @@ def list_order(world: World, people: list[Person], rng: random.Random, level: in
 
 
 def word_edit(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
-    """Copy a word with an edit: level 1 replace a letter; level 2 longer words, and drop or add letters."""
+    """Copy a word with an edit: level 1 add or drop a last letter of a short word; level 2 longer words, and
+    replace a letter too."""
     out = []
     for _ in people:
         word = _word(rng, rng.randint(1, 2) if level == 1 else rng.randint(2, 3))
-        op = "replace" if level == 1 else rng.choice(["replace", "drop", "add"])
+        op = rng.choice(["drop", "add"] if level == 1 else ["replace", "drop", "add"])
         if op == "replace":
             old = rng.choice(sorted(set(word)))
             new = rng.choice([c for c in "aeioulmnrst" if c != old])
@@ -354,7 +379,7 @@ FAMILIES: dict[str, Generator] = {
     "list_order": list_order,
     "word_edit": word_edit,
 }
-LEVELS = {"arithmetic": 3}  # families with more than two levels
+LEVELS = {"arithmetic": 3, "yes_no": 3}  # families with more than two levels
 
 
 @dataclass(frozen=True)
@@ -415,21 +440,23 @@ def _v2(family: str, level: int, train: int, seed: int) -> TaskSpec:
 # Suite v2: 14 families x levels x training sizes from 64 to 512, 256 validation and 256 test examples each,
 # every task with its own seed (which also draws its own configs in the build). Sizes are larger where a family
 # learned nothing from fewer examples in 8 epochs (reading and list order at 64, sentences of three facts at 128).
+# Where no pipeline beat chance on the QA-pretrained base model (recall-and-compare yes/no, "is it false that",
+# letters for recalled facts, two-digit subtraction, replacing letters), the suite has learnable variants instead.
 SUITE_V2 = [
     _v2(family, level, train, seed=100 + i)
     for i, (family, level, train) in enumerate(
         [
             ("closed_book", 1, 512), ("closed_book", 2, 256), ("closed_book", 1, 128),
             ("reading", 1, 256), ("reading", 2, 512),
-            ("arithmetic", 1, 256), ("arithmetic", 2, 512), ("arithmetic", 3, 128),
+            ("arithmetic", 1, 256), ("arithmetic", 1, 512), ("arithmetic", 3, 128),
             ("multi_hop", 1, 256), ("multi_hop", 2, 512),
             ("string_ops", 1, 64), ("string_ops", 2, 512), ("string_ops", 1, 256),
-            ("yes_no", 1, 512), ("yes_no", 2, 256),
+            ("yes_no", 3, 512), ("yes_no", 3, 128),
             ("counting", 1, 128), ("counting", 2, 512),
             ("dates_units", 1, 64), ("dates_units", 2, 256),
             ("multiple_choice", 1, 128), ("multiple_choice", 2, 512),
             ("entity_type", 1, 64), ("entity_type", 2, 256),
-            ("negation", 1, 256), ("negation", 2, 512),
+            ("negation", 1, 256), ("negation", 1, 128),
             ("sentence", 1, 512), ("sentence", 1, 64),
             ("list_order", 1, 256), ("list_order", 2, 128), ("list_order", 2, 256),
             ("word_edit", 1, 256), ("word_edit", 2, 64),
