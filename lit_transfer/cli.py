@@ -223,7 +223,7 @@ def surrogate_evaluate(
 
 def tune(
     data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds", method: Method = "transfer",
-    acquisition: Literal["ei", "cost_ei", "ucb"] = "ei",
+    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
@@ -239,7 +239,7 @@ def tune(
         budget: how much tuning may cost: a duration (600, 30m, 5h) or, with ``budget_unit epochs``, epochs.
         budget_unit: ``seconds`` (of training) or ``epochs`` (trial steps).
         method: transfer | quicktune | dyhpo | portfolio | default | zero_shot | random | optuna_tpe | dehb.
-        acquisition: ei | cost_ei | ucb (surrogate methods).
+        acquisition: ei | cost_ei | ei_remaining | ucb (surrogate methods).
         metadataset: meta-dataset whose pretrained surrogates and configs are used.
         base_model: model to finetune (default: the meta-dataset's).
         out: folder for trials, state, TensorBoard logs and result.json.

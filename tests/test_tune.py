@@ -14,6 +14,7 @@ from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSur
 from lit_transfer.tune.acquisition import (
     cost_aware_expected_improvement,
     expected_improvement,
+    expected_improvement_per_epoch,
     upper_confidence_bound,
 )
 from lit_transfer.tune.loop import Budget, incumbent_at, load_state, parse_duration, run_tuning
@@ -60,6 +61,29 @@ def test_expected_improvement_matches_the_closed_form():
     assert upper_confidence_bound(np.array([0.5]), np.array([0.1]), 2.0)[0] == pytest.approx(0.7)
 
 
+def test_expected_improvement_per_epoch_favours_configs_closer_to_their_final():
+    ei = expected_improvement(np.array([0.6, 0.6]), np.array([0.1, 0.1]), 0.5)
+    per_epoch = expected_improvement_per_epoch(np.array([0.6, 0.6]), np.array([0.1, 0.1]), 0.5, np.array([2, 8]))
+    np.testing.assert_allclose(per_epoch, ei / [2, 8])
+    # a config at its last epoch counts one epoch, not zero
+    assert expected_improvement_per_epoch(np.array([0.6]), np.array([0.1]), 0.5, np.array([0]))[0] == ei[0]
+
+
+def test_ei_remaining_takes_a_promising_config_to_its_end(task, surrogates):
+    """Freeze-thaw with EI per remaining epoch: once a config is under way, its next epochs cost less of the
+    budget per unit of expected final improvement than a fresh start, so the tuner finishes some configs."""
+    evaluator, features = task
+    perf, _ = surrogates
+    history = run_tuning(
+        Transfer(SPACE, evaluator.configs(), perf, features, acquisition="ei_remaining"), evaluator, Budget(24)
+    )
+    deepest = max(step.fidelity for step in history)
+    plain = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(24))
+    started = len({step.config_key for step in history})
+    # plain EI of the final value starts more configs with the same budget (here 6 against 3)
+    assert deepest == SPACE.max_epochs and started < len({step.config_key for step in plain})
+
+
 def test_replay_serves_recorded_curves_and_epoch_costs(task):
     evaluator, _ = task
     config = evaluator.configs()[0]
@@ -77,6 +101,7 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
         "transfer",
         "transfer_next",
         "transfer_cost_ei",
+        "transfer_ei_remaining",
         "quicktune",
         "dyhpo",
         "portfolio",
@@ -94,6 +119,7 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         "transfer": lambda: Transfer(SPACE, candidates, **common),
         "transfer_next": lambda: Transfer(SPACE, candidates, horizon="next", **common),
         "transfer_cost_ei": lambda: Transfer(SPACE, candidates, cost=cost, acquisition="cost_ei", **common),
+        "transfer_ei_remaining": lambda: Transfer(SPACE, candidates, acquisition="ei_remaining", **common),
         "quicktune": lambda: QuickTune(SPACE, candidates, refit_steps=5, **common),
         "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
@@ -202,6 +228,8 @@ def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
         Budget(5, "hours")
     with pytest.raises(ValueError, match="acquisition must be"):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="pi")
+    with pytest.raises(ValueError, match="use it with horizon 'final'"):
+        Transfer(SPACE, evaluator.configs(), perf, features, acquisition="ei_remaining", horizon="next")
     with pytest.raises(ValueError, match="needs a cost surrogate"):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="cost_ei")
     with pytest.raises(ValueError, match="no candidate configs"):

@@ -61,7 +61,7 @@ class EvaluationPlan:
             knows anything of the held-out kind of task).
         budget_epochs: tuning budget per task, in epochs (trial steps).
         tasks: tasks held out (default: all).
-        acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ucb``).
+        acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ei_remaining``, ``ucb``).
         horizon: the epoch the surrogate methods score a candidate at (``final`` or ``next``).
         quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
         dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
