@@ -183,6 +183,12 @@ def main() -> None:
     out = Path(args.out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    # a tokenizer loaded from a folder saves where it came from; the shipped card says nothing of this machine
+    saved = out / "tokenizer_config.json"
+    config = json.loads(saved.read_text())
+    for key in ("is_local", "local_files_only"):
+        config.pop(key, None)
+    saved.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     final = sum(losses[-100:]) / len(losses[-100:])
     tokens_seen = args.steps * args.batch * args.block
     summary = {
