@@ -146,14 +146,15 @@ def string_ops(world: World, people: list[Person], rng: random.Random, level: in
 
 def yes_no(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
     """Verify a claim; half the claims are false. Level 1 recalls the person's city, job, colour or pet; level 2
-    their city and employer; level 3 checks the claim against a context that states the fact (beside another
-    person's), which a small model can learn where recall-and-compare stays at chance."""
+    their city and employer; level 3 judges a claim about numbers or a list (is one number greater than another,
+    is an item in a list), which a small model can learn where recall-and-compare stays at chance."""
+    if level == 3:
+        return [_yes_no_skill(rng) for _ in people]
     out = []
     for p in people:
-        attrs = {1: ["city", "occupation", "colour", "pet"], 2: ["city", "employer"]}.get(level, ["city", "pet"])
-        attr = rng.choice(attrs)
+        attr = rng.choice(["city", "occupation", "colour", "pet"] if level == 1 else ["city", "employer"])
         truth = ATTRIBUTES[attr][1](p)
-        pool = sorted({q.city for q in world.people}) if attr == "city" and level != 2 else _pool(world, attr)
+        pool = sorted({q.city for q in world.people}) if attr == "city" and level == 1 else _pool(world, attr)
         claim = truth if rng.random() < 0.5 else rng.choice([v for v in pool if v != truth])
         question = {
             "city": f"Does {p.name} live in {claim}?",
@@ -162,18 +163,18 @@ def yes_no(world: World, people: list[Person], rng: random.Random, level: int = 
             "pet": f"Does {p.name} keep a {claim}?",
             "employer": f"Does {claim} employ {p.name}?",
         }[attr]
-        example = {"question": question, "answer": "yes" if claim == truth else "no"}
-        if level == 3:
-            other = rng.choice(world.people)
-            facts = [_fact(p, attr), _fact(other, attr)]
-            rng.shuffle(facts)
-            example["context"] = " ".join(facts)
-        out.append(example)
+        out.append({"question": question, "answer": "yes" if claim == truth else "no"})
     return out
 
 
-def _fact(person: Person, attr: str) -> str:
-    return f"{person.name} lives in {person.city}." if attr == "city" else f"{person.name} keeps a {person.pet}."
+def _yes_no_skill(rng: random.Random) -> Example:
+    if rng.random() < 0.5:
+        a, b = rng.sample(range(100), 2)
+        return {"question": f"Is {a} greater than {b}?", "answer": "yes" if a > b else "no"}
+    items = rng.sample(PETS + COLOURS, rng.randint(3, 6))
+    inside = rng.random() < 0.5
+    probe = rng.choice(items) if inside else rng.choice([x for x in PETS + COLOURS if x not in items])
+    return {"question": f"Is {probe} in the list {', '.join(items)}?", "answer": "yes" if inside else "no"}
 
 
 def counting(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
