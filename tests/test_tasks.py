@@ -120,6 +120,15 @@ def test_new_families_answer_right(world_v2):
             item, items = re.match(r"Is (\w+) in the list (.+)\?", row["question"]).groups()
             truth = item in items.split(", ")
         assert row["answer"] == ("yes" if truth else "no")
+    for row in TaskSpec("h", "multi_hop", train=60, validation=1, test=1, level=3).generate(world_v2)["train"]:
+        person = by_name[_name(row["question"].replace("best friend", "best_friend"))]
+        friend = by_name[person.friend]
+        if "colour" in row["question"]:
+            assert row["context"] == f"The best friend of {person.name} is {friend.name}."
+            assert row["answer"] == friend.colour
+        else:
+            assert row["context"] == f"{person.name} is employed by {person.employer}."
+            assert row["answer"] == world_v2.company_city[person.employer]
     for row in TaskSpec("e", "entity_type", train=60, validation=1, test=1).generate(world_v2)["train"]:
         name = row["question"].removeprefix("Is ").split(" a person")[0]
         kind = "person" if name in by_name else "place" if name in world_v2.city_country else "company"

@@ -103,21 +103,25 @@ def arithmetic(world: World, people: list[Person], rng: random.Random, level: in
 
 def multi_hop(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
     """Two recalls chained: level 1 the friend's favourite colour or the employer's city; level 2 the friend's
-    occupation or the country the person lives in."""
+    occupation or the country the person lives in; level 3 the questions of level 1 with the first hop stated in
+    the context (who the friend or the employer is), so that only the second is recalled."""
     out = []
     for p in people:
         friend = world.person(p.friend)
-        if level == 1 and rng.random() < 0.5:
-            out.append(
-                {"question": f"What is the favourite colour of the best friend of {p.name}?", "answer": friend.colour}
-            )
-        elif level == 1:
-            out.append(
-                {
-                    "question": f"In which city is the employer of {p.name} based?",
-                    "answer": world.company_city[p.employer],
-                }
-            )
+        if level in (1, 3) and rng.random() < 0.5:
+            example = {
+                "question": f"What is the favourite colour of the best friend of {p.name}?",
+                "answer": friend.colour,
+            }
+            if level == 3:
+                example["context"] = f"The best friend of {p.name} is {friend.name}."
+            out.append(example)
+        elif level in (1, 3):
+            example = {"question": f"In which city is the employer of {p.name} based?",
+                       "answer": world.company_city[p.employer]}  # fmt: skip
+            if level == 3:
+                example["context"] = f"{p.name} is employed by {p.employer}."
+            out.append(example)
         elif rng.random() < 0.5:
             out.append(
                 {"question": f"What does the best friend of {p.name} do for a living?", "answer": friend.occupation}
@@ -380,7 +384,7 @@ FAMILIES: dict[str, Generator] = {
     "list_order": list_order,
     "word_edit": word_edit,
 }
-LEVELS = {"arithmetic": 3, "yes_no": 3}  # families with more than two levels
+LEVELS = {"arithmetic": 3, "yes_no": 3, "multi_hop": 3}  # families with more than two levels
 
 
 @dataclass(frozen=True)
@@ -442,7 +446,8 @@ def _v2(family: str, level: int, train: int, seed: int) -> TaskSpec:
 # every task with its own seed (which also draws its own configs in the build). Sizes are larger where a family
 # learned nothing from fewer examples in 8 epochs (reading and list order at 64, sentences of three facts at 128).
 # Where no pipeline beat chance on the QA-pretrained base model (recall-and-compare yes/no, "is it false that",
-# letters for recalled facts, two-digit subtraction, replacing letters), the suite has learnable variants instead.
+# letters for recalled facts, two-digit subtraction, replacing letters, two recalls chained), the suite has
+# learnable variants instead.
 SUITE_V2 = [
     _v2(family, level, train, seed=100 + i)
     for i, (family, level, train) in enumerate(
@@ -450,7 +455,7 @@ SUITE_V2 = [
             ("closed_book", 1, 512), ("closed_book", 2, 256), ("closed_book", 1, 128),
             ("reading", 1, 256), ("reading", 2, 512),
             ("arithmetic", 1, 256), ("arithmetic", 1, 512), ("arithmetic", 3, 128),
-            ("multi_hop", 1, 256), ("multi_hop", 2, 512),
+            ("multi_hop", 3, 256), ("multi_hop", 3, 512),
             ("string_ops", 1, 64), ("string_ops", 2, 512), ("string_ops", 1, 256),
             ("yes_no", 3, 512), ("yes_no", 3, 128),
             ("counting", 1, 128), ("counting", 2, 512),
