@@ -27,7 +27,7 @@ import torch
 from transformers import AutoTokenizer, Phi3ForCausalLM, get_scheduler
 
 from lit_transfer.finetune.models import tiny_phi3_config, train_tokenizer
-from lit_transfer.metadataset.qa_text import qa_text
+from lit_transfer.metadataset.qa_text import asked_people, qa_text
 from lit_transfer.metadataset.skills import SKILLS
 from lit_transfer.metadataset.world import World
 
@@ -70,7 +70,9 @@ def probe_pairs(world: World, seed: int, per_skill: int = 100) -> dict[str, list
     pairs["world: city"] = [(f"{p.name} lives in", f" {p.city}.") for p in people]
     pairs["world: employer"] = [(f"{p.name} is employed by", f" {p.employer}.") for p in people]
     # zero-shot in the finetuning template, for people the question-answer text asks about and for the others
-    asked, others = world.people[::2], world.people[1::2]
+    asked = asked_people(world)
+    names = {p.name for p in asked}
+    others = [p for p in world.people if p.name not in names]
     for label, group in (("asked", asked), ("not asked", others)):
         chosen = rng.sample(group, min(per_skill, len(group)))
         pairs[f"QA job, people {label}"] = [(f"Question: What is the job of {p.name}?\nAnswer:", f" {p.occupation}")

@@ -66,11 +66,16 @@ def _world_pair(rng: random.Random, world: World, person: Person) -> tuple[str, 
     )
 
 
+def asked_people(world: World) -> list[Person]:
+    """The people whose facts the question-answer text asks about: those at even places of ``world.people``."""
+    return world.people[::2]
+
+
 def qa_text(world: World, rng: random.Random, count: int, world_share: float = 0.5) -> list[str]:
     """``count`` question-answer documents: ``world_share`` about the facts of the people at even places of
     ``world.people``, the rest about general skills; three in four in the plain ``Question:``/``Answer:`` template,
     the others in ``Q:``/``A:``."""
-    asked = world.people[::2]
+    asked = asked_people(world)
     docs = []
     for _ in range(count):
         if rng.random() < world_share:

@@ -108,20 +108,14 @@ def multi_hop(world: World, people: list[Person], rng: random.Random, level: int
     out = []
     for p in people:
         friend = world.person(p.friend)
-        if level in (1, 3) and rng.random() < 0.5:
-            example = {
-                "question": f"What is the favourite colour of the best friend of {p.name}?",
-                "answer": friend.colour,
-            }
-            if level == 3:
-                example["context"] = f"The best friend of {p.name} is {friend.name}."
-            out.append(example)
-        elif level in (1, 3):
-            example = {"question": f"In which city is the employer of {p.name} based?",
-                       "answer": world.company_city[p.employer]}  # fmt: skip
-            if level == 3:
-                example["context"] = f"{p.name} is employed by {p.employer}."
-            out.append(example)
+        if level in (1, 3):
+            if rng.random() < 0.5:
+                question, answer = f"What is the favourite colour of the best friend of {p.name}?", friend.colour
+                context = f"The best friend of {p.name} is {friend.name}."
+            else:
+                question, answer = f"In which city is the employer of {p.name} based?", world.company_city[p.employer]
+                context = f"{p.name} is employed by {p.employer}."
+            out.append({"question": question, "answer": answer} | ({"context": context} if level == 3 else {}))
         elif rng.random() < 0.5:
             out.append(
                 {"question": f"What does the best friend of {p.name} do for a living?", "answer": friend.occupation}
@@ -240,14 +234,11 @@ def multiple_choice(world: World, people: list[Person], rng: random.Random, leve
     colour among three options; level 2: the city, the company or the country among five names."""
     out = []
     letters = "ABCDE"
-    cities, companies = sorted(world.city_country), sorted(world.company_city)
+    if level == 1:
+        kinds, n = {"animal": PETS, "colour": COLOURS}, 3
+    else:
+        kinds, n = {"city": sorted(world.city_country), "company": sorted(world.company_city), "country": COUNTRIES}, 5
     for _ in people:
-        if level == 1:
-            kinds = {"animal": PETS, "colour": COLOURS}
-            n = 3
-        else:
-            kinds = {"city": cities, "company": companies, "country": COUNTRIES}
-            n = 5
         kind = rng.choice(sorted(kinds))
         truth = rng.choice(kinds[kind])
         others = [v for k, values in kinds.items() if k != kind for v in values]
