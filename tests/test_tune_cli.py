@@ -196,6 +196,7 @@ def test_tune_records_its_trials_into_the_users_experience_and_surrogates_learn_
         "--perf_config", short_recipe(tmp_path, "performance", 1), "--cost_config", short_recipe(tmp_path, "cost", 2),
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "warn" not in trained.stderr.lower(), trained.stderr[-3000:]  # quiet: no third-party warnings
     assert (tmp_path / "mine.perf.ckpt").exists() and (tmp_path / "mine.cost.ckpt").exists()
     suggested = run_cli(
         "suggest", "--data", str(qa_dir), "--metadataset", metadataset, "--own", str(own), "--top", "2",
