@@ -222,14 +222,39 @@ class PerformanceSurrogate(SurrogateModule):
                     var = self.gp.covar_module(features, diag=True) + noise + extra
                 else:
                     keep = slice(-self.max_context, None)  # the most recent observations
-                    context_features, context_level, _ = self.features({k: v[keep] for k, v in context.items()})
-                    target = context["target"][keep].to(features) - context_level
-                    self.gp.set_train_data(context_features, target, strict=False)
-                    prediction = self.gp.likelihood(self.gp(features))
-                    mean, var = prediction.mean, prediction.variance + extra
+                    context = {k: v[keep] for k, v in context.items()}
+                    context_features, context_level, _ = self.features(context)
+                    target = context["target"].to(features) - context_level
+                    mean, var = self._condition(features, inputs["config"], context_features, context["config"],
+                                                target)  # fmt: skip
+                    var = var + extra
         finally:
             self.train(was_training)
         return mean + level, var.clamp_min(1e-10).sqrt()
+
+    def _condition(
+        self, features: torch.Tensor, configs: torch.Tensor, context_features: torch.Tensor,
+        context_configs: torch.Tensor, target: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The GP posterior of each query given the task's observations of *other* configs: a config's own curve
+        is already in its mean (the blend of its last value with the experience), and counting it twice would
+        bend its prediction to its own early noise."""
+        own = (configs[:, None, :].to(context_configs) == context_configs[None]).all(-1)  # [Q, C]
+        mean, var = torch.empty(len(features)), torch.empty(len(features))
+        groups: dict[tuple[bool, ...], list[int]] = {}
+        for i, row in enumerate(own.tolist()):
+            groups.setdefault(tuple(row), []).append(i)
+        for row, members in groups.items():
+            others = ~torch.tensor(row, dtype=torch.bool)
+            rows = torch.tensor(members)
+            if not others.any():
+                mean[rows] = self.gp.mean_module(features[rows])
+                var[rows] = self.gp.covar_module(features[rows], diag=True) + self.gp.likelihood.noise
+                continue
+            self.gp.set_train_data(context_features[others], target[others], strict=False)
+            prediction = self.gp.likelihood(self.gp(features[rows]))
+            mean[rows], var[rows] = prediction.mean, prediction.variance
+        return mean.to(features), var.to(features)
 
     def predict(
         self,
