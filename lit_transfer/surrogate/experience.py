@@ -128,20 +128,19 @@ class ExperienceMean(nn.Module):
         pairs = self._held_out_curves(normalize(self.tasks))
         if not pairs:
             return
-        expected = torch.cat([c for c, _ in pairs])
-        actual = torch.cat([v for _, v in pairs])
-        epochs = actual.shape[1]
+        epochs = pairs[0][1].shape[1]
         for k in range(epochs):
             for t in range(k, epochs):
-                ones = torch.ones(len(actual))
-                if k == 0:
-                    columns = torch.stack([expected[:, t], ones], dim=1)
-                else:
-                    columns = torch.stack([expected[:, t], actual[:, k - 1], expected[:, k - 1], ones], dim=1)
-                gram = columns.T @ columns + ridge * torch.eye(columns.shape[1])
-                solution = torch.linalg.solve(gram, columns.T @ actual[:, t])
-                self.blend[k, t] = solution if k else torch.stack([solution[0], ones[0] * 0, ones[0] * 0,
-                                                                     solution[1]])  # fmt: skip
+                columns, targets = [], []
+                for expected, actual in pairs:  # centred within each task: ranking, not the task's level
+                    parts = [expected[:, t]] + ([actual[:, k - 1], expected[:, k - 1]] if k else [])
+                    block = torch.stack(parts, dim=1)
+                    columns.append(block - block.mean(0))
+                    targets.append(actual[:, t] - actual[:, t].mean())
+                x, y = torch.cat(columns), torch.cat(targets)
+                solution = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1]), x.T @ y)
+                self.blend[k, t] = torch.cat([solution, torch.zeros(4 - len(solution))]) if k else torch.stack(
+                    [solution[0], *torch.zeros(3)])  # fmt: skip
 
     def choose_scales(
         self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float]
