@@ -63,5 +63,5 @@ def test_the_memory_travels_in_the_state_dict():
     copy.load_state_dict(experience.state_dict())
     assert torch.equal(copy.values, experience.values) and torch.equal(copy.families, experience.families)
     empty = ExperienceMean(config_dim=2, task_dim=1, max_epochs=2)
-    mean, spread, mass = ask(empty, [[0.0, 0.0]], torch.tensor([0.0]))
+    mean, _, mass = ask(empty, [[0.0, 0.0]], torch.tensor([0.0]))
     assert mean.abs().sum() == 0 and mass.sum() == 0  # nothing remembered, nothing claimed
