@@ -10,9 +10,11 @@ of a new kind of task, not of a task the memory already holds.
   epoch; the task's shift, the mean deviation of its observed configs (a level the experience missed, which every
   config of the task shares); the config's last value; 1. Separating the config's deviation from the task's mean
   deviation (a within-between regression) keeps a task's level from being mistaken for how a config ranks.
-- **Variance.** ``a + b * spread + c / (1 + mass)``: the experience's disagreement near the query and its absence
-  (kernel mass), fitted by Gaussian likelihood on the held-out residuals, then scaled so that 95% of them fall
-  within 1.96 standard deviations (split-conformal on the held-out families).
+- **Variance.** ``a + b * spread + c / (1 + mass) + d * deviation^2 + e * shift^2``: the experience's
+  disagreement near the query, its absence (kernel mass), and how far the config and the task have strayed from
+  it so far (a curve that starts far below what was expected may still catch up, or not), fitted by Gaussian
+  likelihood on the held-out residuals, then scaled so that 95% of them fall within 1.96 standard deviations
+  (split-conformal on the held-out families).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 COLUMNS = 5  # experience at t, own deviation, task shift, last value, 1
+VARIANCE_TERMS = 5  # 1, spread, absence, deviation^2, shift^2
 RIDGE = 1e-4
 
 
@@ -53,7 +56,7 @@ class Forecast(nn.Module):
         coef = torch.zeros(2, max_epochs, max_epochs, COLUMNS)
         coef[..., 0] = 1.0  # unfitted: the experience alone
         self.register_buffer("coef", coef)
-        variance = torch.zeros(2, max_epochs, max_epochs, 3)
+        variance = torch.zeros(2, max_epochs, max_epochs, VARIANCE_TERMS)
         variance[..., 0] = 0.01
         self.register_buffer("variance", variance)
 
@@ -80,9 +83,8 @@ class Forecast(nn.Module):
             context = torch.ones_like(k)
         x = design(expected, last * seen, deviation, shift, t)
         mean = (self.coef[context, k, t] * x).sum(1)
-        a, b, c = self.variance[context, k, t].unbind(1)
-        var = a + b * spread.gather(1, t.unsqueeze(1)).squeeze(1) + c / (1.0 + mass)
-        return mean, var
+        terms = _terms(spread.gather(1, t.unsqueeze(1)).squeeze(1), mass, x)
+        return mean, (self.variance[context, k, t] * terms).sum(1)
 
     def fit(self, held_out: Sequence[HeldOut], steps: int = 300) -> None:
         """Least squares of the mean and likelihood-then-conformal variance per (context, k, t)."""
@@ -103,7 +105,7 @@ class Forecast(nn.Module):
                     coef[columns] = solution
                     self.coef[context, k, t] = coef
                     residual = y - x @ coef
-                    self.variance[context, k, t] = _fit_variance(residual, spread, 1.0 / (1.0 + mass), steps)
+                    self.variance[context, k, t] = _fit_variance(residual, _terms(spread, mass, x), steps)
 
     @staticmethod
     def _rows(held_out: Sequence[HeldOut], context: int, k: int, t: int) -> tuple[torch.Tensor, ...]:
@@ -133,19 +135,23 @@ def _used(context: int, k: int) -> list[int]:
     return [0, *([1, 3] if k else []), *([2] if context else []), 4]
 
 
-def _fit_variance(residual: torch.Tensor, spread: torch.Tensor, absent: torch.Tensor, steps: int) -> torch.Tensor:
-    """``(a, b, c)`` with ``a + b * spread + c * absent`` maximizing the Gaussian likelihood of ``residual``, then
-    all scaled so that 95% of the residuals lie within 1.96 standard deviations."""
-    log_params = torch.log(torch.tensor([max(float(residual.var()), 1e-6), 0.5, 1e-3])).requires_grad_()
-    optimizer = torch.optim.Adam([log_params], lr=0.05)
+def _terms(spread: torch.Tensor, mass: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The variance's terms [Q, VARIANCE_TERMS] of each query (``x``: its ``design`` row)."""
+    return torch.stack([torch.ones_like(spread), spread, 1.0 / (1.0 + mass), x[:, 1] ** 2, x[:, 2] ** 2], dim=1)
+
+
+def _fit_variance(residual: torch.Tensor, terms: torch.Tensor, steps: int) -> torch.Tensor:
+    """Non-negative weights of the ``terms`` maximizing the Gaussian likelihood of ``residual``, then all scaled
+    so that 95% of the residuals lie within 1.96 standard deviations."""
+    start = torch.tensor([max(float(residual.var()), 1e-6), 0.5, 1e-3, 0.1, 0.1])
+    log_weights = start.log().requires_grad_()
+    optimizer = torch.optim.Adam([log_weights], lr=0.05)
     squared = residual.detach() ** 2
     for _ in range(steps):
         optimizer.zero_grad()
-        a, b, c = log_params.exp()
-        var = a + b * spread + c * absent
+        var = terms @ log_weights.exp()
         (0.5 * (var.log() + squared / var)).mean().backward()
         optimizer.step()
-    params = log_params.detach().exp()
-    std = (params[0] + params[1] * spread + params[2] * absent).sqrt()
-    scale = torch.quantile(residual.abs() / std, 0.95) / 1.96
-    return params * scale**2
+    weights = log_weights.detach().exp()
+    scale = torch.quantile(residual.abs() / (terms @ weights).sqrt(), 0.95) / 1.96
+    return weights * scale**2
