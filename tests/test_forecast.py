@@ -19,14 +19,19 @@ def tasks(n_tasks: int = 40, configs: int = 12, epochs: int = 4, seed: int = 0) 
     return out
 
 
+def final(forecast: Forecast, task: HeldOut, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forecast of every config's last epoch after ``k`` epochs of every config of the task."""
+    n = len(task.actual)
+    last = task.actual[:, k - 1] if k else torch.zeros(n)
+    shift = (task.actual[:, k - 1] - task.expected[:, k - 1]).mean().expand(n) if k else None
+    epochs = torch.full((n,), task.actual.shape[1])
+    return forecast(task.expected, task.spread, task.mass, last, torch.full((n,), k), shift, epochs)
+
+
 def coverage(forecast: Forecast, held: list[HeldOut], k: int) -> float:
     hits = []
     for task in held:
-        n = len(task.actual)
-        last = task.actual[:, k - 1] if k else torch.zeros(n)
-        shift = (task.actual[:, k - 1] - task.expected[:, k - 1]).mean().expand(n) if k else None
-        mean, var = forecast(task.expected, task.spread, task.mass, last, torch.full((n,), k), shift,
-                             torch.full((n,), task.actual.shape[1]))  # fmt: skip
+        mean, var = final(forecast, task, k)
         hits.append(((mean - task.actual[:, -1]).abs() <= 1.96 * var.sqrt()).float())
     return torch.cat(hits).mean().item()
 
@@ -45,14 +50,7 @@ def test_the_tasks_own_epochs_correct_the_level_and_the_interval_holds_on_new_ta
     fresh = tasks(seed=1)
     error = {}
     for k in (0, 2):
-        errors = []
-        for task in fresh:
-            n = len(task.actual)
-            last = task.actual[:, k - 1] if k else torch.zeros(n)
-            shift = (task.actual[:, k - 1] - task.expected[:, k - 1]).mean().expand(n) if k else None
-            mean, _ = forecast(task.expected, task.spread, task.mass, last, torch.full((n,), k), shift,
-                               torch.full((n,), 4))  # fmt: skip
-            errors.append((mean - task.actual[:, -1]).abs())
+        errors = [(final(forecast, task, k)[0] - task.actual[:, -1]).abs() for task in fresh]
         error[k] = torch.cat(errors).mean().item()
     assert error[2] < 0.5 * error[0]  # two epochs of the task tell its level and each config's deviation
     assert 0.88 <= coverage(forecast, fresh, 0) <= 0.99 and 0.88 <= coverage(forecast, fresh, 2) <= 0.99
