@@ -151,21 +151,23 @@ def suggest(
 
 
 def surrogate_train(
-    metadataset: str = SHIPPED_METADATASET, only: Literal["performance", "cost"] | None = None,
+    metadataset: str = SHIPPED_METADATASET, only: Literal["performance", "cost", "refit"] | None = None,
     perf_config: str = DEFAULT_RECIPES["performance"], cost_config: str = DEFAULT_RECIPES["cost"],
-    threads: int = 1, own: str | None = None,
+    refit_config: str = DEFAULT_RECIPES["refit"], threads: int = 1, own: str | None = None,
 ) -> None:  # fmt: skip
     """Meta-train the surrogates on a meta-dataset (all its tasks) and write them beside it, where suggest, tune and
-    evaluate load them (``<name>.perf.ckpt``, ``<name>.cost.ckpt``). Seeded: the same input gives the same weights.
+    evaluate load them (``<name>.perf.ckpt``, ``<name>.cost.ckpt``, ``<name>.refit.ckpt``). Seeded: the same
+    input gives the same weights.
     With ``own``, they learn from the meta-dataset plus your own experience, and are written beside your file
     (where ``suggest --own`` and ``tune --own`` load them).
 
     Args:
         metadataset: the meta-dataset (default: the shipped one).
         own: your own meta-dataset (what ``tune --record_into`` wrote), learned from besides ``metadataset``.
-        only: train one of the two (default: both).
-        perf_config: YAML of the performance surrogate (the same file ``fit`` takes).
+        only: train one of them (default: all three).
+        perf_config: YAML of the performance surrogate of Transfer and suggest (the same file ``fit`` takes).
         cost_config: YAML of the cost surrogate.
+        refit_config: YAML of the performance surrogate QuickTune and DyHPO refit on a task.
         threads: torch CPU threads (small models: 1 is fastest).
     """
     import time
@@ -181,8 +183,10 @@ def surrogate_train(
     sources = [metadataset] if own is None else [metadataset, str(check_own(own))]
     for source in sources:
         MetaDataset(source).close()  # a clear error for a bad file before any training
-    perf_path, cost_path = pretrained_paths(sources[-1])
-    for target, recipe, out in (("performance", perf_config, perf_path), ("cost", cost_config, cost_path)):
+    paths = pretrained_paths(sources[-1])
+    recipes = {"performance": perf_config, "cost": cost_config, "refit": refit_config}
+    for target, recipe in recipes.items():
+        out = paths[target]
         if only not in (None, target):
             continue
         start = time.perf_counter()
@@ -223,7 +227,7 @@ def surrogate_evaluate(
 
 def tune(
     data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds", method: Method = "transfer",
-    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei",
+    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei_remaining",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,

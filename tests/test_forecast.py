@@ -2,7 +2,7 @@
 
 import torch
 
-from lit_transfer.surrogate.forecast import Forecast, HeldOut
+from lit_transfer.surrogate.forecast import Forecast, HeldOut, task_ratio
 
 
 def tasks(n_tasks: int = 40, configs: int = 12, epochs: int = 4, seed: int = 0) -> list[HeldOut]:
@@ -24,8 +24,9 @@ def final(forecast: Forecast, task: HeldOut, k: int) -> tuple[torch.Tensor, torc
     n = len(task.actual)
     last = task.actual[:, k - 1] if k else torch.zeros(n)
     shift = (task.actual[:, k - 1] - task.expected[:, k - 1]).mean().expand(n) if k else None
+    ratio = task_ratio(task.actual[:, k - 1], task.expected[:, k - 1]).expand(n) if k else None
     epochs = torch.full((n,), task.actual.shape[1])
-    return forecast(task.expected, task.spread, task.mass, last, torch.full((n,), k), shift, epochs)
+    return forecast(task.expected, task.spread, task.mass, last, torch.full((n,), k), shift, ratio, epochs)
 
 
 def coverage(forecast: Forecast, held: list[HeldOut], k: int) -> float:
@@ -39,7 +40,7 @@ def coverage(forecast: Forecast, held: list[HeldOut], k: int) -> float:
 def test_unfitted_it_is_the_experience():
     held = tasks(n_tasks=1)
     task = held[0]
-    mean, var = Forecast(4)(task.expected, task.spread, task.mass, torch.zeros(12), torch.zeros(12), None,
+    mean, var = Forecast(4)(task.expected, task.spread, task.mass, torch.zeros(12), torch.zeros(12), None, None,
                             torch.full((12,), 3))  # fmt: skip
     assert torch.allclose(mean, task.expected[:, 2]) and (var > 0).all()
 

@@ -61,10 +61,6 @@ def test_every_parameter_gets_a_gradient(synthetic_metadataset):
     data = MetaDataModule(synthetic_metadataset, batch_size=64)
     data.setup("fit")
     perf = PerformanceSurrogate()
-    table = data.table
-    half = [r for r, t in enumerate(table.tasks) if t != table.tasks[0]]  # a memory without the batch's task
-    tasks = [table.tasks[r] for r in half]
-    perf.experience.remember(table.config[half], tasks, tasks, table.task_features, table.target[half])
     perf.training_step(next(iter(data.train_dataloader())), 0).backward()
     for name, p in perf.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -107,11 +103,18 @@ def test_predictions_identical_after_save_and_load(trained, synthetic_metadatase
     observed = [(runs[0].config, [p["metrics"] for p in runs[0].curve[1:3]])]
     with pytest.raises(FileNotFoundError, match=r"surrogate train --metadataset"):
         load_pretrained(tmp_path / "meta.sqlite")
-    perf_path, cost_path = pretrained_paths(tmp_path / "meta.sqlite")
-    assert (perf_path.name, cost_path.name) == ("meta.perf.ckpt", "meta.cost.ckpt")
+    paths = pretrained_paths(tmp_path / "meta.sqlite")
+    assert {t: p.name for t, p in paths.items()} == {
+        "performance": "meta.perf.ckpt", "cost": "meta.cost.ckpt", "refit": "meta.refit.ckpt"
+    }  # fmt: skip
+    perf_path = paths["refit"]  # this deep-kernel GP is what QuickTune and DyHPO refit
     save_weights(perf, perf_path)
-    save_weights(cost, cost_path)
-    loaded_perf, loaded_cost = load_pretrained(tmp_path / "meta.sqlite")
+    save_weights(cost, paths["cost"])
+    with pytest.raises(FileNotFoundError, match=r"meta\.perf\.ckpt"):
+        load_pretrained(tmp_path / "meta.sqlite")  # Transfer's performance surrogate is not there
+    loaded = load_pretrained(tmp_path / "meta.sqlite", ("refit", "cost"))
+    assert loaded.perf is None and isinstance(loaded.refit, PerformanceSurrogate)
+    loaded_perf, loaded_cost = loaded.refit, loaded.cost
     before = perf.predict(configs, features, observed=observed)
     after = loaded_perf.predict(configs, features, observed=observed)
     np.testing.assert_array_equal(before[0], after[0])
@@ -174,8 +177,7 @@ def test_prediction_context_is_bounded(trained, synthetic_metadataset):
     observed = [(r.config, [p["metrics"] for p in r.curve[1:]]) for r in runs]  # 48 configs x 8 epochs = 384
     configs = [r.config for r in runs]
     mean, _ = perf.predict(configs, features, observed=observed)
-    # the latest 256 observations, less the queried config's own (its curve is in its mean, not conditioned on)
-    assert 256 - 8 <= perf.gp.train_inputs[0].shape[0] < perf.hparams.max_context == 256
+    assert perf.gp.train_inputs[0].shape[0] == perf.hparams.max_context == 256
     assert np.isfinite(mean).all()
 
 
@@ -245,10 +247,11 @@ def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():
 
 
 def test_surrogate_training_is_seeded(synthetic_metadataset, tmp_path):
-    """One path, one seed: the same recipe and data give the same weights; another seed does not."""
+    """One path, one seed: the same recipe and data give the same weights; another seed does not (the deep-kernel
+    GP; Transfer's surrogate draws nothing at random)."""
     from lit_transfer.surrogate.training import train_surrogate
 
-    recipe = short_recipe(tmp_path, "performance", 1)
+    recipe = short_recipe(tmp_path, "refit", 1)
     a = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"])
     b = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"])
     c = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"], seed=1)

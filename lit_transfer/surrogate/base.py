@@ -36,6 +36,10 @@ class SurrogateModule(LightningModule):
         for name, value in datamodule.task_feature_stats().items():
             getattr(self, f"task_{name}").copy_(value)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The class goes into the checkpoint: a pretrained surrogate loads as whatever its recipe built."""
+        checkpoint["surrogate_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     def normalized_task(self, task: torch.Tensor) -> torch.Tensor:
         """Task features clipped to the range the meta-training tasks span, then standardized: a new task is
         never extrapolated to (with few training tasks, that is where models go wild)."""
@@ -48,7 +52,7 @@ class SurrogateModule(LightningModule):
 
 @runtime_checkable
 class PerformancePredictor(Protocol):
-    """What tuning methods use of a performance surrogate — and nothing else of it."""
+    """What Transfer and ``suggest`` use of a performance surrogate — and nothing else of it."""
 
     def predict(
         self, configs: Sequence[Mapping[str, Any]], task_features: Mapping[str, float],
@@ -57,6 +61,11 @@ class PerformancePredictor(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Mean and std of the metric of ``configs`` at ``fidelity``, given their curves so far and conditioned on
         the task's ``observed`` (config, curve) pairs."""
+
+
+@runtime_checkable
+class RefittablePredictor(PerformancePredictor, Protocol):
+    """A performance surrogate that task-specific methods (QuickTune, DyHPO) fit to the new task's observations."""
 
     def refit(
         self, observed: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]],

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from lit_transfer.surrogate.forecast import HeldOut
+
 CONFIG_SCALES = (0.02, 0.05, 0.1, 0.2, 0.4)  # lengthscales tried on the encoded config (numbers in [0, 1])
 TASK_SCALES = (1.0, 2.0, 4.0, 1e3)  # on standardized task features; 1e3: every task weighs alike
 PRIOR_MASS = 1e-3  # pseudo-weight of the memory's grand mean, so a config far from all records has a mean
@@ -36,11 +38,6 @@ class ExperienceMean(nn.Module):
         super().__init__()
         self.register_buffer("log_config_scale", torch.full((config_dim,), math.log(0.1)))
         self.register_buffer("log_task_scale", torch.full((task_dim,), math.log(1e3)))
-        # the mean at epoch t after k observed epochs: blend[k, t-1] . (experience at t, last value, experience at
-        # k, 1); before any epoch, the experience alone (``fit_blend`` sets it)
-        blend = torch.zeros(max_epochs, max_epochs, 4)
-        blend[..., 0] = 1.0
-        self.register_buffer("blend", blend)
         self.register_buffer("configs", torch.zeros(0, config_dim))  # [M, C] distinct recorded configs
         self.register_buffer("tasks", torch.zeros(0, task_dim))  # [N, F] raw task features
         self.register_buffer("families", torch.zeros(0, dtype=torch.long))  # [N]
@@ -107,40 +104,20 @@ class ExperienceMean(nn.Module):
         square = (torch.einsum("qnm,nme->qe", weight, values * self.values) + PRIOR_MASS * grand**2) / total
         return mean, (square - mean**2).clamp_min(0.0), mass[:, -1]
 
-    def _held_out_curves(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """For each remembered task: (experience curve from the other families, recorded curve) of its configs
-        with a complete curve."""
+    def held_out(self, normalize: Callable[[torch.Tensor], torch.Tensor]) -> list[HeldOut]:
+        """Each remembered task (with at least two complete curves and another family to learn from) as the
+        experience of the other families predicts it: what a ``Forecast`` is fitted on."""
+        memory = normalize(self.tasks)
         out = []
         for n in range(len(self.tasks)):
             rows = (self.recorded[n].min(1).values > 0).nonzero().squeeze(1)
             if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
                 continue
             with torch.no_grad():
-                curve, _, _ = self(self.configs[rows], self.tasks[n].expand(len(rows), -1), memory,
-                                   memory[n].expand(len(rows), -1), self.families[n].expand(len(rows)))  # fmt: skip
-            out.append((curve, self.values[n, rows]))
+                curve, spread, mass = self(self.configs[rows], self.tasks[n].expand(len(rows), -1), memory,
+                                           memory[n].expand(len(rows), -1), self.families[n].expand(len(rows)))  # fmt: skip
+            out.append(HeldOut(curve, spread, mass, self.values[n, rows]))
         return out
-
-    def fit_blend(self, normalize: Callable[[torch.Tensor], torch.Tensor], ridge: float = 1e-3) -> None:
-        """Least squares, per (observed epochs k, target epoch t), of the recorded metric at t on (experience at
-        t, last observed value, experience at k, 1) over the remembered tasks, each with its own family left
-        out: how much the curve so far should outweigh the experience, learned from the experience."""
-        pairs = self._held_out_curves(normalize(self.tasks))
-        if not pairs:
-            return
-        epochs = pairs[0][1].shape[1]
-        for k in range(epochs):
-            for t in range(k, epochs):
-                columns, targets = [], []
-                for expected, actual in pairs:  # centred within each task: ranking, not the task's level
-                    parts = [expected[:, t]] + ([actual[:, k - 1], expected[:, k - 1]] if k else [])
-                    block = torch.stack(parts, dim=1)
-                    columns.append(block - block.mean(0))
-                    targets.append(actual[:, t] - actual[:, t].mean())
-                x, y = torch.cat(columns), torch.cat(targets)
-                solution = torch.linalg.solve(x.T @ x + ridge * torch.eye(x.shape[1]), x.T @ y)
-                self.blend[k, t] = torch.cat([solution, torch.zeros(4 - len(solution))]) if k else torch.stack(
-                    [solution[0], *torch.zeros(3)])  # fmt: skip
 
     def choose_scales(
         self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float]

@@ -21,16 +21,11 @@ import torch
 from torchmetrics import MeanAbsoluteError, MeanMetric
 
 from lit_transfer.metadataset.features import TASK_FEATURES
-from lit_transfer.metadataset.summary import family_of
 from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
 from lit_transfer.surrogate.data import PREFIX_CHANNELS
 from lit_transfer.surrogate.encoders import FeatureExtractor, TaskEncoder
-from lit_transfer.surrogate.experience import ExperienceMean
 
-# a measured accuracy is an estimate: on 256 validation answers its variance is up to 0.25 / 256 ~ 1e-3; a GP that
-# takes results as exact bends its whole posterior to each one (conditioning then ranks worse than the prior)
-NOISE_FLOOR = 1e-3
 Observed = Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]]
 
 
@@ -39,7 +34,7 @@ class DeepKernelGP(gpytorch.models.ExactGP):
 
     def __init__(self, feature_dim: int, kernel: str, likelihood: gpytorch.likelihoods.GaussianLikelihood) -> None:
         super().__init__(None, None, likelihood)
-        self.mean_module = gpytorch.means.ZeroMean()  # the mean is the experience's (``ExperienceMean``)
+        self.mean_module = gpytorch.means.LinearMean(feature_dim)
         if kernel == "matern":
             base = gpytorch.kernels.MaternKernel(nu=2.5)
         elif kernel == "rbf":
@@ -95,12 +90,7 @@ class PerformanceSurrogate(SurrogateModule):
         enc = self.encoding
         self.extractor = FeatureExtractor(enc.config_dim, enc.max_epochs, PREFIX_CHANNELS, hidden, feature_dim)
         self.task_level = TaskEncoder(len(enc.task_features), enc.max_epochs, hidden // 2)
-        self.experience = ExperienceMean(enc.config_dim, len(enc.task_features), enc.max_epochs)
-        # how much of the experience's spread, and of its absence (1 / (1 + kernel mass)), is uncertainty
-        self.log_spread_weight = torch.nn.Parameter(torch.tensor(0.0))
-        self.log_absence_variance = torch.nn.Parameter(torch.tensor(-4.0))
-        noise = gpytorch.constraints.GreaterThan(NOISE_FLOOR)
-        likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=noise)
+        likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(1e-4))
         self.gp = DeepKernelGP(feature_dim, kernel, likelihood)
         # start from the scale of the data (a metric in [0, 1]), not gpytorch's unit defaults
         likelihood.noise = 1e-2
@@ -120,60 +110,18 @@ class PerformanceSurrogate(SurrogateModule):
             lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
         )  # fmt: skip
 
-    def on_fit_start(self) -> None:
-        """Task normalization (``SurrogateModule``), then the training tasks' runs become the experience."""
-        super().on_fit_start()
-        data = self.trainer.datamodule
-        rows = data.table.select(data.train_tasks)
-        tasks = [data.table.tasks[r] for r in rows]
-        self.experience.remember(
-            data.table.config[rows], tasks, [family_of(t) for t in tasks], data.table.task_features,
-            data.table.target[rows],
-        )  # fmt: skip
-        from lit_transfer.surrogate.evaluate import tau
-
-        self.experience_choice = self.experience.choose_scales(self.normalized_task, tau)
-        self.experience.fit_blend(self.normalized_task)
-
     def on_train_end(self) -> None:
         """The GP keeps the last training batch's features (and their graph, which cannot be deep-copied, as
         QuickTune copies the surrogate); a new task brings its own."""
         self.gp.train_inputs, self.gp.train_targets = None, None
 
-    def features(
-        self, batch: Mapping[str, torch.Tensor], leave_out_family: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The GP's input features, the level its output is added to (the task's level plus what the experience
-        says of the config at the target epoch), and the extra variance of that level: the experience's spread
-        there, and how little of it there is (``leave_out_family``: while meta-training, without the batch's
-        own family)."""
-        config, fidelity = batch["config"].to(self.device), batch["fidelity"].to(self.device)
-        task = self.normalized_task(batch["task"])
-        exclude = self.experience.family_of(batch["task"].to(self.device)) if leave_out_family else None
-        curve, spread, mass = self.experience(
-            config, batch["task"], self.normalized_task(self.experience.tasks), task, exclude
-        )  # fmt: skip
-        at = (fidelity.long() - 1).clamp(0, curve.shape[1] - 1)
-        mask = batch["mask"].to(self.device)
-        observed = mask.sum(1).long()  # epochs seen, all < the target epoch
-        last = (observed - 1).clamp_min(0).unsqueeze(1)
-        seen = (observed > 0).to(curve)
-        prefix = batch["prefix"].to(self.device).clone()
-        parts = torch.stack([
-            curve.gather(1, at.unsqueeze(1)).squeeze(1),
-            prefix[..., 0].gather(1, last).squeeze(1) * seen,
-            curve.gather(1, last).squeeze(1) * seen,
-            torch.ones_like(seen),
-        ], dim=1)  # fmt: skip
-        weights = self.experience.blend[observed.clamp_max(self.experience.blend.shape[0] - 1), at]
-        expected = (weights * parts).sum(1)
-        spread = spread.gather(1, at.unsqueeze(1)).squeeze(1)
-        # the observed prefix as it differs from what the experience expected of it
-        prefix[..., 0] = (prefix[..., 0] - curve) * mask
-        features = self.extractor(config, prefix, mask, fidelity)
-        unsure = self.log_spread_weight.exp() * spread + self.log_absence_variance.exp() / (1.0 + mass)
-        extra = unsure * weights[:, 0] ** 2  # as much as the experience is used
-        return features, self.task_level(task, fidelity) + expected, extra
+    def features(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GP's input features and the task level the GP's output is added to."""
+        fidelity = batch["fidelity"].to(self.device)
+        features = self.extractor(
+            batch["config"].to(self.device), batch["prefix"].to(self.device), batch["mask"].to(self.device), fidelity
+        )
+        return features, self.task_level(self.normalized_task(batch["task"]), fidelity)
 
     def loss(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Negative log likelihood of one task's batch: jointly under the GP, plus ``prior_weight`` x under the
@@ -181,13 +129,12 @@ class PerformanceSurrogate(SurrogateModule):
         return sum(self._losses(batch))
 
     def _losses(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        features, level, extra = self.features(batch, leave_out_family=True)
+        features, level = self.features(batch)
         target = batch["target"].to(features) - level
         self.gp.set_train_data(features, target, strict=False)
         mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.gp.likelihood, self.gp)
         joint = -mll(self.gp(features), target)
-        mean = self.gp.mean_module(features)
-        var = self.gp.covar_module(features, diag=True) + self.gp.likelihood.noise + extra
+        mean, var = self.gp.mean_module(features), self.gp.covar_module(features, diag=True) + self.gp.likelihood.noise
         prior = torch.nn.functional.gaussian_nll_loss(mean, target, var, full=True)
         return joint, self.hparams.prior_weight * prior
 
@@ -215,46 +162,21 @@ class PerformanceSurrogate(SurrogateModule):
         self.eval()
         try:
             with torch.no_grad():
-                features, level, extra = self.features(inputs)
+                features, level = self.features(inputs)
                 noise = self.gp.likelihood.noise
                 if context is None or len(context["target"]) == 0:
                     mean = self.gp.mean_module(features)
-                    var = self.gp.covar_module(features, diag=True) + noise + extra
+                    var = self.gp.covar_module(features, diag=True) + noise
                 else:
                     keep = slice(-self.max_context, None)  # the most recent observations
-                    context = {k: v[keep] for k, v in context.items()}
-                    context_features, context_level, _ = self.features(context)
-                    target = context["target"].to(features) - context_level
-                    mean, var = self._condition(features, inputs["config"], context_features, context["config"],
-                                                target)  # fmt: skip
-                    var = var + extra
+                    context_features, context_level = self.features({k: v[keep] for k, v in context.items()})
+                    target = context["target"][keep].to(features) - context_level
+                    self.gp.set_train_data(context_features, target, strict=False)
+                    prediction = self.gp.likelihood(self.gp(features))
+                    mean, var = prediction.mean, prediction.variance
         finally:
             self.train(was_training)
         return mean + level, var.clamp_min(1e-10).sqrt()
-
-    def _condition(
-        self, features: torch.Tensor, configs: torch.Tensor, context_features: torch.Tensor,
-        context_configs: torch.Tensor, target: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """The GP posterior of each query given the task's observations of *other* configs: a config's own curve
-        is already in its mean (the blend of its last value with the experience), and counting it twice would
-        bend its prediction to its own early noise."""
-        own = (configs[:, None, :].to(context_configs) == context_configs[None]).all(-1)  # [Q, C]
-        mean, var = torch.empty(len(features)), torch.empty(len(features))
-        groups: dict[tuple[bool, ...], list[int]] = {}
-        for i, row in enumerate(own.tolist()):
-            groups.setdefault(tuple(row), []).append(i)
-        for row, members in groups.items():
-            others = ~torch.tensor(row, dtype=torch.bool)
-            rows = torch.tensor(members)
-            if not others.any():
-                mean[rows] = self.gp.mean_module(features[rows])
-                var[rows] = self.gp.covar_module(features[rows], diag=True) + self.gp.likelihood.noise
-                continue
-            self.gp.set_train_data(context_features[others], target[others], strict=False)
-            prediction = self.gp.likelihood(self.gp(features[rows]))
-            mean[rows], var[rows] = prediction.mean, prediction.variance
-        return mean.to(features), var.to(features)
 
     def predict(
         self,

@@ -19,9 +19,11 @@ import yaml
 
 from lit_transfer.resources import CONFIGS
 
+# performance: what Transfer and ``suggest`` predict with; refit: what QuickTune and DyHPO refit on a task
 DEFAULT_RECIPES = {
-    "performance": str(CONFIGS / "surrogate" / "perf_dkgp.yaml"),
+    "performance": str(CONFIGS / "surrogate" / "perf_experience.yaml"),
     "cost": str(CONFIGS / "surrogate" / "cost_mlp.yaml"),
+    "refit": str(CONFIGS / "surrogate" / "perf_dkgp.yaml"),
 }
 
 
@@ -91,7 +93,7 @@ def train_surrogate(
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=max_epochs or recipe.max_epochs, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=1.0 if data_args.get("val_tasks") else 0,  # nothing to validate on: no empty loop
+        limit_val_batches=1.0 if data.val_tasks else 0,  # nothing to validate on: no empty loop
     )  # fmt: skip
     with torch.random.fork_rng():
         trainer.fit(model, data)

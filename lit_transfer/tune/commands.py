@@ -58,12 +58,13 @@ def experience_settings(metadataset: str, space: SearchSpace, base_model: str | 
     return RunSettings.from_dict({**recorded, "max_epochs": space.max_epochs}, base_model=base, seed=seed)
 
 
-def experience_surrogates(metadataset: str, own: str | None = None) -> tuple[Any, Any]:
-    """The pretrained surrogates: meta-trained on the meta-dataset, or on it plus the user's own experience
-    (``surrogate train --own``, written beside the user's file)."""
+def experience_surrogates(metadataset: str, own: str | None = None, method: str = "transfer") -> Any:
+    """The pretrained surrogates ``method`` uses (``suggest``: Transfer's): meta-trained on the meta-dataset, or
+    on it plus the user's own experience (``surrogate train --own``, written beside the user's file)."""
     from lit_transfer.surrogate import load_pretrained
 
-    return load_pretrained(own if own is not None else metadataset)
+    targets = ("refit", "cost") if method in ("quicktune", "dyhpo") else ("performance", "cost")
+    return load_pretrained(own if own is not None else metadataset, targets)
 
 
 def task_features_of(data: str, settings) -> dict:
@@ -88,7 +89,8 @@ def suggest(
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
     features = task_features_of(data, settings)
-    perf, cost = experience_surrogates(metadataset, own)
+    surrogates = experience_surrogates(metadataset, own)
+    perf, cost = surrogates.perf, surrogates.cost
     configs = candidate_configs(search_space, metadataset, candidates, seed, own)
     mean, std = perf.predict(configs, features)
     seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
@@ -109,7 +111,7 @@ def suggest(
 
 
 def tune(
-    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei_remaining",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
     horizon: str = "final", on_step: Callable[[Step], None] | None = None,
@@ -150,7 +152,7 @@ def tune(
         features = task_features_of(data, settings)
         tuner = build_method(
             method, search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
-            lambda: experience_surrogates(metadataset, own), metadataset, seed=seed, acquisition=acquisition,
+            lambda: experience_surrogates(metadataset, own, method), metadataset, seed=seed, acquisition=acquisition,
             horizon=horizon,
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip

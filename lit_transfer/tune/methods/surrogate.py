@@ -27,11 +27,15 @@ class SurrogateMethod(TuningMethod):
     the acquisition, given all observations of the task; the best is run for one more epoch.
 
     Args:
-        perf: the performance surrogate (``PerformancePredictor``: predict, refit, reset, untrained).
+        perf: the performance surrogate (``PerformancePredictor``; QuickTune and DyHPO refit it:
+            ``RefittablePredictor``).
         task_features: the task's meta-features (``metadataset.build.task_features``).
         cost: a cost surrogate (``CostPredictor``) for cost-aware EI (optional).
         acquisition: ``ei``, ``cost_ei`` (EI per predicted second, ``cost_power``), ``ei_remaining`` (EI of the
-            final value per epoch still to run; with ``horizon: final``) or ``ucb`` (``beta``).
+            final value per epoch still to run; with ``horizon: final``) or ``ucb`` (``beta``). The default,
+            ``ei_remaining``, takes a config that is forecast to beat the incumbent to its end instead of starting
+            ever more configs whose forecasts are as good but further from done (plain EI of the final value
+            spreads a budget thin: it ignores what reaching the final value costs).
         horizon: the epoch a candidate is scored at: ``final`` (its predicted last-epoch value, given its curve
             so far) or ``next`` (its next epoch, as DyHPO does). Either way it is then trained one more epoch.
             On the shipped meta-dataset, ``final`` lowered Transfer's normalized regret at 10% of the budget
@@ -43,7 +47,7 @@ class SurrogateMethod(TuningMethod):
 
     def __init__(
         self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]], perf: Any,
-        task_features: Mapping[str, float], cost: Any = None, acquisition: str = "ei",
+        task_features: Mapping[str, float], cost: Any = None, acquisition: str = "ei_remaining",
         cost_power: float = 1.0, beta: float = 2.0, horizon: str = "final", **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(space, candidates, **kwargs)
