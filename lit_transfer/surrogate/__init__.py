@@ -7,4 +7,6 @@ from lit_transfer.surrogate.perf import PerformanceSurrogate
 from lit_transfer.surrogate.pretrained import load_pretrained
 from lit_transfer.surrogate.transfer import ExperienceSurrogate
 
-__all__ = ["CostSurrogate", "Encoding", "ExperienceSurrogate", "MetaDataModule", "PerformanceSurrogate", "load_pretrained"]
+__all__ = [
+    "CostSurrogate", "Encoding", "ExperienceSurrogate", "MetaDataModule", "PerformanceSurrogate", "load_pretrained",
+]  # fmt: skip

@@ -113,9 +113,9 @@ class ExperienceMean(nn.Module):
             rows = (self.recorded[n].min(1).values > 0).nonzero().squeeze(1)
             if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
                 continue
+            task, normalized = self.tasks[n].expand(len(rows), -1), memory[n].expand(len(rows), -1)
             with torch.no_grad():
-                curve, spread, mass = self(self.configs[rows], self.tasks[n].expand(len(rows), -1), memory,
-                                           memory[n].expand(len(rows), -1), self.families[n].expand(len(rows)))  # fmt: skip
+                curve, spread, mass = self(self.configs[rows], task, memory, normalized, self.families[n].expand(len(rows)))
             out.append(HeldOut(curve, spread, mass, self.values[n, rows]))
         return out
 

@@ -58,7 +58,7 @@ class ExperienceSurrogate(SurrogateModule):
         super().on_fit_start()
         data = self.trainer.datamodule
         if data.target != "performance":
-            raise ValueError(f"an ExperienceSurrogate learns from performance curves, the data module serves {data.target!r}")
+            raise ValueError(f"an ExperienceSurrogate learns from performance curves, not {data.target!r}")
         from lit_transfer.metadataset.summary import family_of
         from lit_transfer.surrogate.evaluate import tau
 
