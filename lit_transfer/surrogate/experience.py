@@ -114,8 +114,9 @@ class ExperienceMean(nn.Module):
             if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
                 continue
             task, normalized = self.tasks[n].expand(len(rows), -1), memory[n].expand(len(rows), -1)
+            family = self.families[n].expand(len(rows))
             with torch.no_grad():
-                curve, spread, mass = self(self.configs[rows], task, memory, normalized, self.families[n].expand(len(rows)))
+                curve, spread, mass = self(self.configs[rows], task, memory, normalized, family)
             out.append(HeldOut(curve, spread, mass, self.values[n, rows]))
         return out
 

@@ -36,9 +36,7 @@ def pretrained_paths(metadataset: str | Path = SHIPPED_METADATASET) -> dict[str,
     return {target: base.with_name(f"{base.name}.{suffix}.ckpt") for target, suffix in ROLES.items()}
 
 
-def load_pretrained(
-    metadataset: str | Path = SHIPPED_METADATASET, targets: Sequence[str] = tuple(ROLES)
-) -> Surrogates:
+def load_pretrained(metadataset: str | Path = SHIPPED_METADATASET, targets: Sequence[str] = tuple(ROLES)) -> Surrogates:
     """The surrogates meta-trained on ``metadataset`` (default: the shipped ones), ready to predict; only those of
     ``targets`` are loaded (the others are ``None``)."""
     unknown = [t for t in targets if t not in ROLES]
