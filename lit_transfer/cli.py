@@ -227,12 +227,13 @@ def surrogate_evaluate(
 
 def tune(
     data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds", method: Method = "transfer",
-    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei_remaining",
+    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
     record_into: str | None = None, task_name: str | None = None, own: str | None = None,
+    incumbent: Literal["observed", "predicted"] = "observed",
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -250,6 +251,8 @@ def tune(
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the method and of training.
         horizon: final | next: the epoch surrogate methods score a candidate at.
+        incumbent: observed | predicted: what EI must beat (the best value seen, or the best forecast final value
+            of the configs run so far).
         executor: local (this process, or worker processes when workers > 1) | ray (Ray actors).
         workers: trial steps in flight at once (asynchronous: a freed worker gets the next ask at once).
         threads: torch threads per worker (default: this machine's cores shared among local workers; 1 on Ray).
@@ -290,12 +293,14 @@ def tune(
             data, amount, budget_unit, method, acquisition, resolve(metadataset), base_model, out, candidates,
             seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
-            record_into=record_into, task_name=task_name, own=own,
+            record_into=record_into, task_name=task_name, own=own, incumbent=incumbent,
         )  # fmt: skip
     finally:
         for writer in writers:
             writer.close()
     print(json_module.dumps(result, indent=2, default=str))
+    if result.get("why"):
+        print(f"why this config: {result['why']}")
 
 
 def evaluate(plan: EvaluationPlan) -> None:

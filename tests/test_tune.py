@@ -29,16 +29,17 @@ def surrogates(synthetic_metadataset):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)
-    perf = fit(ExperienceSurrogate(), MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"]), {"max_epochs": 1})
-    cost = fit(
-        CostSurrogate(), MetaDataModule(synthetic_metadataset, target="cost", holdout_tasks=["t3"]), {"max_epochs": 50}
-    )
-    refit = fit(
+    perf = fit(
         PerformanceSurrogate(),
         MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"], batch_size=64),
         {"max_epochs": 6},
     )
-    yield perf, cost, refit
+    cost = fit(
+        CostSurrogate(), MetaDataModule(synthetic_metadataset, target="cost", holdout_tasks=["t3"]), {"max_epochs": 50}
+    )
+    data = MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"])
+    experience = fit(ExperienceSurrogate(), data, {"max_epochs": 1})
+    yield perf, cost, experience
     torch.set_num_threads(threads)
 
 
@@ -103,6 +104,7 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
         "transfer_next",
         "transfer_cost_ei",
         "transfer_ei_remaining",
+        "transfer_experience",
         "quicktune",
         "dyhpo",
         "portfolio",
@@ -113,7 +115,7 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
 )
 def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset, tmp_path):
     evaluator, features = task
-    perf, cost, refit = surrogates
+    perf, cost, experience = surrogates
     candidates = evaluator.configs()
     common = {"perf": perf, "task_features": features}
     optimizer = {
@@ -121,8 +123,11 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         "transfer_next": lambda: Transfer(SPACE, candidates, acquisition="ei", horizon="next", **common),
         "transfer_cost_ei": lambda: Transfer(SPACE, candidates, cost=cost, acquisition="cost_ei", **common),
         "transfer_ei_remaining": lambda: Transfer(SPACE, candidates, acquisition="ei_remaining", **common),
-        "quicktune": lambda: QuickTune(SPACE, candidates, refit_steps=5, **{**common, "perf": refit}),
-        "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **{**common, "perf": refit}),
+        "transfer_experience": lambda: Transfer(
+            SPACE, candidates, acquisition="ei_remaining", incumbent="predicted", **{**common, "perf": experience}
+        ),
+        "quicktune": lambda: QuickTune(SPACE, candidates, refit_steps=5, **common),
+        "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
         "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1, storage=str(tmp_path / "optuna.journal")),
@@ -138,10 +143,16 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         epochs[step.config_key] = step.fidelity
 
 
-def test_transfer_finds_a_good_config_fast(task, surrogates):
+@pytest.mark.parametrize("surrogate", ["deep_kernel_gp", "experience"])
+def test_transfer_finds_a_good_config_fast(task, surrogates, surrogate):
     evaluator, features = task
-    perf, _, _ = surrogates
-    transfer = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(16, "epochs"))
+    perf, _, experience = surrogates
+    if surrogate == "experience":  # the setting it is meant for: EI per remaining epoch over forecast finals
+        options = {"acquisition": "ei_remaining", "incumbent": "predicted"}
+        tuner = Transfer(SPACE, evaluator.configs(), experience, features, **options)
+    else:
+        tuner = Transfer(SPACE, evaluator.configs(), perf, features)
+    transfer = run_tuning(tuner, evaluator, Budget(16, "epochs"))
     randoms = [
         incumbent_at(run_tuning(RandomSearch(SPACE, evaluator.configs(), seed=s), evaluator, Budget(16)), 16, 0.0)
         for s in range(5)
@@ -232,6 +243,8 @@ def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="pi")
     with pytest.raises(ValueError, match="use it with horizon 'final'"):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="ei_remaining", horizon="next")
+    with pytest.raises(ValueError, match="incumbent must be 'observed' or 'predicted'"):
+        Transfer(SPACE, evaluator.configs(), perf, features, incumbent="best")
     with pytest.raises(ValueError, match="needs a cost surrogate"):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="cost_ei")
     with pytest.raises(ValueError, match="no candidate configs"):

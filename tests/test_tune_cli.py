@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,6 +123,9 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     assert summary["method"] == "transfer" and summary["steps"] == 6
     assert 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_config.json").exists()
+    # what was chosen and why: predicted before any trial against observed
+    assert re.match(r"predicted val/acc \d\.\d{3} ± \d\.\d{3} before any trial, observed", summary["why"])
+    assert f"why this config: {summary['why']}" in result.stdout
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
 
 

@@ -25,6 +25,9 @@ class SurrogateModule(LightningModule):
             self.register_buffer(f"task_{name}", torch.full((task_dim,), value))
 
     def on_fit_start(self) -> None:
+        # gpytorch shares one transform module among all its constraints: another surrogate put in eval mode (one
+        # trained earlier in the same process) leaves it in eval mode here too
+        self.train()
         datamodule = getattr(self.trainer, "datamodule", None)
         if not isinstance(datamodule, MetaDataModule):
             raise TypeError("surrogates train on a lit_transfer.surrogate.MetaDataModule")

@@ -5,7 +5,8 @@ Everything here is fitted on held-out predictions: each remembered task is predi
 other families only (``ExperienceMean`` with its family left out), so the coefficients and the variance are those
 of a new kind of task, not of a task the memory already holds.
 
-- **Mean.** Per (epochs observed ``k``, target epoch ``t``, whether the task has shown anything), least squares of
+- **Mean.** Per (configs the task has run, bucketed: ``CONTEXTS``; epochs observed ``k``; target epoch ``t``),
+  least squares of
   the metric at ``t`` on: the experience at ``t``; the config's own deviation from the experience at its last
   epoch; the task's shift, the mean deviation of its observed configs (a level the experience missed, which every
   config of the task shares); the config's last value; 1; and the task's ratio (observed over expected, less 1)
@@ -17,6 +18,10 @@ of a new kind of task, not of a task the memory already holds.
   it so far (a curve that starts far below what was expected may still catch up, or not), fitted by Gaussian
   likelihood on the held-out residuals, then scaled so that 95% of them fall within 1.96 standard deviations
   (split-conformal on the held-out families).
+- **How much the task has shown.** A task's shift and ratio estimated from one config are noisier than from
+  eight: each is fitted per bucket of how many configs the task has run, on rows where the shift comes from that
+  many configs (the config itself, when it has epochs, and others drawn at random, each at a random early
+  epoch), as it does while tuning.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from torch import nn
 
 COLUMNS = 6  # experience at t, own deviation, task shift, last value, 1, task ratio x experience at t
 RATIO_RANGE = (-1.0, 3.0)  # a ratio of near-zero expectations says nothing beyond this
+CONTEXTS = (0, 1, 2, 4, 8)  # configs the task has run: each count uses the coefficients of the largest bucket <= it
+OTHERS_EPOCHS = 4  # while fitting, the other configs a shift comes from were run 1..4 epochs
 VARIANCE_TERMS = 5  # 1, spread, absence, deviation^2, shift^2
 RIDGE = 1e-4
 
@@ -62,10 +69,10 @@ class Forecast(nn.Module):
 
     def __init__(self, max_epochs: int) -> None:
         super().__init__()
-        coef = torch.zeros(2, max_epochs, max_epochs, COLUMNS)
+        coef = torch.zeros(len(CONTEXTS), max_epochs, max_epochs, COLUMNS)
         coef[..., 0] = 1.0  # unfitted: the experience alone
         self.register_buffer("coef", coef)
-        variance = torch.zeros(2, max_epochs, max_epochs, VARIANCE_TERMS)
+        variance = torch.zeros(len(CONTEXTS), max_epochs, max_epochs, VARIANCE_TERMS)
         variance[..., 0] = 0.01
         self.register_buffer("variance", variance)
 
@@ -75,42 +82,38 @@ class Forecast(nn.Module):
 
     def forward(
         self, expected: torch.Tensor, spread: torch.Tensor, mass: torch.Tensor, last: torch.Tensor,
-        observed: torch.Tensor, shift: torch.Tensor | None, ratio: torch.Tensor | None, target: torch.Tensor,
+        observed: torch.Tensor, shift: torch.Tensor, ratio: torch.Tensor, runs: torch.Tensor, target: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Mean and variance [Q] of each query at epoch ``target`` (1-based) after ``observed`` epochs of its own
-        (its ``last`` value; 0 if none); ``shift`` and ``ratio`` [Q]: the task's mean deviation from the
-        experience over the configs it has observed and their ``task_ratio``, ``None`` when it has observed
-        nothing."""
+        (its ``last`` value; 0 if none), on a task that has run ``runs`` configs (the query's own run among them)
+        whose mean deviation from the experience is ``shift`` and whose ``task_ratio`` is ``ratio``."""
         k = observed.long().clamp(0, self.max_epochs - 1)
         t = (target.long() - 1).clamp(0, self.max_epochs - 1)
         t = torch.maximum(t, k)  # an epoch already observed is predicted as the next one would be
         at_k = (k - 1).clamp_min(0).unsqueeze(1)
         seen = (observed > 0).to(expected)
-        expected_at_k = expected.gather(1, at_k).squeeze(1)
-        deviation = (last - expected_at_k) * seen
-        if shift is None or ratio is None:  # nothing of the task but possibly the config's own epochs
-            context, shift = (observed > 0).long(), deviation
-            eps = 0.01
-            ratio = (((last + eps) / (expected_at_k + eps) - 1.0).clamp(*RATIO_RANGE)) * seen
-        else:
-            context = torch.ones_like(k)
-        x = design(expected, last * seen, deviation, shift, ratio, t)
+        deviation = (last - expected.gather(1, at_k).squeeze(1)) * seen
+        context = context_of(runs)
+        shown = (context > 0).to(expected)
+        x = design(expected, last * seen, deviation, shift * shown, ratio * shown, t)
         mean = (self.coef[context, k, t] * x).sum(1)
         terms = _terms(spread.gather(1, t.unsqueeze(1)).squeeze(1), mass, x)
         return mean, (self.variance[context, k, t] * terms).sum(1)
 
-    def fit(self, held_out: Sequence[HeldOut], steps: int = 300) -> None:
+    def fit(self, held_out: Sequence[HeldOut], steps: int = 300, seed: int = 0) -> None:
         """Least squares of the mean and likelihood-then-conformal variance per (context, k, t)."""
         if not held_out:
             return
+        generator = torch.Generator().manual_seed(seed)
+        draws: dict = {}  # (task, runs, k) -> the shift and ratio drawn, the same for every target epoch
         epochs = self.max_epochs
-        for context in (0, 1):
+        for context, runs in enumerate(CONTEXTS):
             for k in range(epochs):
-                if k and not context:
-                    continue  # a config's own epochs are observations of the task
+                if k and not runs:
+                    continue  # a config with epochs is a run of the task
                 for t in range(k, epochs):
-                    x, y, spread, mass = self._rows(held_out, context, k, t)
-                    columns = _used(context, k)
+                    x, y, spread, mass = self._rows(held_out, runs, k, t, generator, draws)
+                    columns = _used(runs, k)
                     solution = torch.linalg.solve(
                         x[:, columns].T @ x[:, columns] + RIDGE * torch.eye(len(columns)), x[:, columns].T @ y
                     )  # fmt: skip
@@ -121,37 +124,57 @@ class Forecast(nn.Module):
                     self.variance[context, k, t] = _fit_variance(residual, _terms(spread, mass, x), steps)
 
     @staticmethod
-    def _rows(held_out: Sequence[HeldOut], context: int, k: int, t: int) -> tuple[torch.Tensor, ...]:
+    def _rows(
+        held_out: Sequence[HeldOut], runs: int, k: int, t: int, generator: torch.Generator, draws: dict
+    ) -> tuple[torch.Tensor, ...]:
+        """Every config of every task as a query after ``k`` of its own epochs, on the task having run ``runs``
+        configs: itself (when ``k`` > 0) and others drawn at random, each at a random early epoch."""
         xs, ys, spreads, masses = [], [], [], []
-        for task in held_out:
-            n = len(task.actual)
+        for index, task in enumerate(held_out):
+            n, epochs = task.actual.shape
             at = torch.full((n,), t, dtype=torch.long)
             if k:
                 last = task.actual[:, k - 1]
                 deviation = last - task.expected[:, k - 1]
-                shift = deviation.mean().expand(n)
-                ratio = task_ratio(last, task.expected[:, k - 1]).expand(n)
             else:
                 last = deviation = torch.zeros(n)
-                # the other configs of the task seen for one epoch (each config's own run is not)
-                others = task.actual[:, 0] - task.expected[:, 0]
-                shift = (others.sum() - others) / max(n - 1, 1) if context else torch.zeros(n)
-                ratio = torch.stack([
-                    task_ratio(torch.cat([task.actual[:i, 0], task.actual[i + 1 :, 0]]),
-                               torch.cat([task.expected[:i, 0], task.expected[i + 1 :, 0]]))
-                    for i in range(n)
-                ]) if context else torch.zeros(n)  # fmt: skip
+            shift, ratio = torch.zeros(n), torch.zeros(n)
+            others = runs - (1 if k else 0)
+            if runs and others <= n - 1 and (index, runs, k) in draws:
+                shift, ratio = draws[index, runs, k]
+            elif runs and others <= n - 1:
+                for i in range(n):
+                    pool = torch.cat([torch.arange(i), torch.arange(i + 1, n)])
+                    chosen = pool[torch.randperm(n - 1, generator=generator)[:others]]
+                    at_epoch = torch.randint(0, min(OTHERS_EPOCHS, epochs), (others,), generator=generator)
+                    actual, expected = task.actual[chosen, at_epoch], task.expected[chosen, at_epoch]
+                    if k:
+                        actual = torch.cat([actual, last[i : i + 1]])
+                        expected = torch.cat([expected, task.expected[i, k - 1 : k]])
+                    shift[i] = (actual - expected).mean()
+                    ratio[i] = task_ratio(actual, expected)
+                draws[index, runs, k] = shift, ratio
+            elif runs:
+                continue  # too few configs to draw that many runs from
             xs.append(design(task.expected, last, deviation, shift, ratio, at))
             ys.append(task.actual[:, t])
             spreads.append(task.spread[:, t])
             masses.append(task.mass)
+        if not xs:  # no task has that many configs: the bucket below stands in (its rows, not its coefficients)
+            return Forecast._rows(held_out, CONTEXTS[CONTEXTS.index(runs) - 1], k, t, generator, draws)
         return torch.cat(xs), torch.cat(ys), torch.cat(spreads), torch.cat(masses)
 
 
-def _used(context: int, k: int) -> list[int]:
+def context_of(runs: torch.Tensor) -> torch.Tensor:
+    """The ``CONTEXTS`` bucket of each count of configs run: the largest bucket not above it."""
+    buckets = torch.tensor(CONTEXTS, device=runs.device)
+    return (runs.long().unsqueeze(1) >= buckets).sum(1) - 1
+
+
+def _used(runs: int, k: int) -> list[int]:
     """The columns a (context, k) model uses: own deviation and last value only once the config has epochs, the
-    task's shift and ratio only once the task has shown something."""
-    return [0, *([1, 3] if k else []), *([2, 5] if context else []), 4]
+    task's shift and ratio only once the task has run something."""
+    return [0, *([1, 3] if k else []), *([2, 5] if runs else []), 4]
 
 
 def _terms(spread: torch.Tensor, mass: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

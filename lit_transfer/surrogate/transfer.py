@@ -92,10 +92,11 @@ class ExperienceSurrogate(SurrogateModule):
             expected, spread, mass = self._experience(inputs["config"], inputs["task"][0])
             last = torch.tensor([self._value(c[-1]) if c else 0.0 for c in curves])
             seen = torch.tensor([float(len(c)) for c in curves])
-            shift, ratio = self._shift(observed, inputs["task"][0])
-            if shift is not None:
-                shift, ratio = shift.expand(n), ratio.expand(n)
-            mean, var = self.forecast(expected, spread, mass, last, seen, shift, ratio, inputs["fidelity"])
+            shift, ratio, runs = self._shift(observed, inputs["task"][0])
+            mean, var = self.forecast(
+                expected, spread, mass, last, seen, shift.expand(n), ratio.expand(n), runs.expand(n),
+                inputs["fidelity"],
+            )  # fmt: skip
         if self.hparams.metric_range is not None:
             mean = mean.clamp(*self.hparams.metric_range)
         return mean.numpy(), var.clamp_min(1e-8).sqrt().numpy()
@@ -110,14 +111,14 @@ class ExperienceSurrogate(SurrogateModule):
         value = point.get(self.encoding.metric)
         return 0.0 if value is None or not math.isfinite(value) else float(value)
 
-    def _shift(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def _shift(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The task's mean deviation from the experience over the configs it has run (each at its last epoch),
-        and their ratio (``task_ratio``); ``None`` when it has run nothing."""
+        their ratio (``task_ratio``) and how many they are."""
         pairs = [(c, curve) for c, curve in observed if len(curve)]
         if not pairs:
-            return None, None
+            return torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
         expected, _, _ = self._experience(self.encoding.configs([c for c, _ in pairs]), task)
         at = torch.tensor([min(len(curve), self.encoding.max_epochs) - 1 for _, curve in pairs])
         last = torch.tensor([self._value(curve[-1]) for _, curve in pairs])
         at_last = expected.gather(1, at.unsqueeze(1)).squeeze(1)
-        return (last - at_last).mean(), task_ratio(last, at_last)
+        return (last - at_last).mean(), task_ratio(last, at_last), torch.tensor(len(pairs))

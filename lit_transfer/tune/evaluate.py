@@ -63,6 +63,8 @@ class EvaluationPlan:
         tasks: tasks held out (default: all).
         acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ei_remaining``, ``ucb``).
         horizon: the epoch the surrogate methods score a candidate at (``final`` or ``next``).
+        incumbent: what the surrogate methods' EI must beat: the best value ``observed``, or the best final value
+            ``predicted`` of the configs run so far.
         quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
         dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
         perf_config: YAML the performance surrogate of each fold is meta-trained with (Transfer's).
@@ -83,8 +85,9 @@ class EvaluationPlan:
     holdout: Literal["task", "family"] = "task"
     budget_epochs: int = 64
     tasks: list[str] | None = None
-    acquisition: str = "ei_remaining"
+    acquisition: str = "ei"
     horizon: str = "final"
+    incumbent: str = "observed"
     quicktune_refit_steps: int = 20
     dyhpo_refit_steps: int = 30
     perf_config: str = DEFAULT_RECIPES["performance"]
@@ -192,7 +195,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                         tuner = build_method(
                             method, space, evaluator.configs(), task_features[task],
                             surrogates, plan.metadataset, exclude_tasks=held_out, seed=seed,
-                            acquisition=plan.acquisition, horizon=plan.horizon,
+                            acquisition=plan.acquisition, horizon=plan.horizon, incumbent=plan.incumbent,
                             quicktune_refit_steps=plan.quicktune_refit_steps,
                             dyhpo_refit_steps=plan.dyhpo_refit_steps,
                             optuna_storage=str(state.with_suffix(".optuna.journal")),

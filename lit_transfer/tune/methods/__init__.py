@@ -34,8 +34,9 @@ def build_method(
     metadataset: str,
     exclude_tasks: Sequence[str] = (),
     seed: int = 0,
-    acquisition: str = "ei_remaining",
+    acquisition: str = "ei",
     horizon: str = "final",
+    incumbent: str = "observed",
     quicktune_refit_steps: int = 20,
     dyhpo_refit_steps: int = 30,
     optuna_storage: str | None = None,
@@ -51,7 +52,7 @@ def build_method(
         perf = found.perf if name == "transfer" else found.refit
         common = {
             "perf": perf, "cost": found.cost, "task_features": task_features, "acquisition": acquisition,
-            "horizon": horizon, "seed": seed,
+            "horizon": horizon, "incumbent": incumbent, "seed": seed,
         }  # fmt: skip
         if name == "transfer":
             return Transfer(space, candidates, **common)
