@@ -151,21 +151,23 @@ def suggest(
 
 
 def surrogate_train(
-    metadataset: str = SHIPPED_METADATASET, only: Literal["performance", "cost"] | None = None,
+    metadataset: str = SHIPPED_METADATASET, only: Literal["performance", "cost", "refit"] | None = None,
     perf_config: str = DEFAULT_RECIPES["performance"], cost_config: str = DEFAULT_RECIPES["cost"],
-    threads: int = 1, own: str | None = None,
+    refit_config: str = DEFAULT_RECIPES["refit"], threads: int = 1, own: str | None = None,
 ) -> None:  # fmt: skip
     """Meta-train the surrogates on a meta-dataset (all its tasks) and write them beside it, where suggest, tune and
-    evaluate load them (``<name>.perf.ckpt``, ``<name>.cost.ckpt``). Seeded: the same input gives the same weights.
+    evaluate load them (``<name>.perf.ckpt``, ``<name>.cost.ckpt``, ``<name>.refit.ckpt``). Seeded: the same
+    input gives the same weights.
     With ``own``, they learn from the meta-dataset plus your own experience, and are written beside your file
     (where ``suggest --own`` and ``tune --own`` load them).
 
     Args:
         metadataset: the meta-dataset (default: the shipped one).
         own: your own meta-dataset (what ``tune --record_into`` wrote), learned from besides ``metadataset``.
-        only: train one of the two (default: both).
-        perf_config: YAML of the performance surrogate (the same file ``fit`` takes).
+        only: train one of them (default: all three).
+        perf_config: YAML of the performance surrogate of Transfer and suggest (the same file ``fit`` takes).
         cost_config: YAML of the cost surrogate.
+        refit_config: YAML of the performance surrogate QuickTune and DyHPO refit on a task.
         threads: torch CPU threads (small models: 1 is fastest).
     """
     import time
@@ -181,8 +183,10 @@ def surrogate_train(
     sources = [metadataset] if own is None else [metadataset, str(check_own(own))]
     for source in sources:
         MetaDataset(source).close()  # a clear error for a bad file before any training
-    perf_path, cost_path = pretrained_paths(sources[-1])
-    for target, recipe, out in (("performance", perf_config, perf_path), ("cost", cost_config, cost_path)):
+    paths = pretrained_paths(sources[-1])
+    recipes = {"performance": perf_config, "cost": cost_config, "refit": refit_config}
+    for target, recipe in recipes.items():
+        out = paths[target]
         if only not in (None, target):
             continue
         start = time.perf_counter()
@@ -229,6 +233,7 @@ def tune(
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
     record_into: str | None = None, task_name: str | None = None, own: str | None = None,
+    incumbent: Literal["observed", "predicted"] = "observed",
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -246,6 +251,8 @@ def tune(
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the method and of training.
         horizon: final | next: the epoch surrogate methods score a candidate at.
+        incumbent: observed | predicted: what EI must beat (the best value seen, or the best forecast final value
+            of the configs run so far).
         executor: local (this process, or worker processes when workers > 1) | ray (Ray actors).
         workers: trial steps in flight at once (asynchronous: a freed worker gets the next ask at once).
         threads: torch threads per worker (default: this machine's cores shared among local workers; 1 on Ray).
@@ -286,12 +293,14 @@ def tune(
             data, amount, budget_unit, method, acquisition, resolve(metadataset), base_model, out, candidates,
             seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
-            record_into=record_into, task_name=task_name, own=own,
+            record_into=record_into, task_name=task_name, own=own, incumbent=incumbent,
         )  # fmt: skip
     finally:
         for writer in writers:
             writer.close()
     print(json_module.dumps(result, indent=2, default=str))
+    if result.get("why"):
+        print(f"why this config: {result['why']}")
 
 
 def evaluate(plan: EvaluationPlan) -> None:

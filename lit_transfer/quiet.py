@@ -21,6 +21,9 @@ _WARNINGS = [
     (UserWarning, r".*LeafSpec.*"),
     (UserWarning, r".*LightningCLI's args parameter is intended.*"),
     (UserWarning, r".*Total length of .* across ranks is zero.*"),  # a surrogate fit without validation tasks
+    (Warning, r".*configure_optimizers` returned `None`.*"),  # a surrogate fitted without gradient steps
+    (Warning, r".*`training_step` returned `None`.*"),
+    (Warning, r".*but have no `validation_step`.*"),
     (FutureWarning, r".*"),
     (DeprecationWarning, r".*"),
 ]

@@ -127,7 +127,7 @@ CASES = {
                                         str(shutil.copy(w["meta"], t / "alone.sqlite"))], "no pretrained surrogate"),
     "surrogate-truncated": (lambda w, t: ["suggest", "--data", str(_good(t, "d")), "--metadataset",
                                           str(w["root"] / "broken" / "meta.sqlite")],
-                            "meta.perf.ckpt: not a readable PerformanceSurrogate checkpoint"),
+                            "meta.perf.ckpt: not a readable surrogate checkpoint"),
     "recipe-missing": (lambda w, t: ["surrogate", "train", "--metadataset", w["meta"], "--perf_config",
                                      str(t / "r.yaml")], "r.yaml: cannot read the surrogate recipe"),
     "evaluate-unknown-task": (lambda w, t: ["surrogate", "evaluate", "--metadataset", w["meta"], "--tasks", "[t9]"],

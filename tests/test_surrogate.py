@@ -103,11 +103,18 @@ def test_predictions_identical_after_save_and_load(trained, synthetic_metadatase
     observed = [(runs[0].config, [p["metrics"] for p in runs[0].curve[1:3]])]
     with pytest.raises(FileNotFoundError, match=r"surrogate train --metadataset"):
         load_pretrained(tmp_path / "meta.sqlite")
-    perf_path, cost_path = pretrained_paths(tmp_path / "meta.sqlite")
-    assert (perf_path.name, cost_path.name) == ("meta.perf.ckpt", "meta.cost.ckpt")
+    paths = pretrained_paths(tmp_path / "meta.sqlite")
+    assert {t: p.name for t, p in paths.items()} == {
+        "performance": "meta.perf.ckpt", "cost": "meta.cost.ckpt", "refit": "meta.refit.ckpt"
+    }  # fmt: skip
+    perf_path = paths["refit"]  # this deep-kernel GP is what QuickTune and DyHPO refit
     save_weights(perf, perf_path)
-    save_weights(cost, cost_path)
-    loaded_perf, loaded_cost = load_pretrained(tmp_path / "meta.sqlite")
+    save_weights(cost, paths["cost"])
+    with pytest.raises(FileNotFoundError, match=r"meta\.perf\.ckpt"):
+        load_pretrained(tmp_path / "meta.sqlite")  # Transfer's performance surrogate is not there
+    loaded = load_pretrained(tmp_path / "meta.sqlite", ("refit", "cost"))
+    assert loaded.perf is None and isinstance(loaded.refit, PerformanceSurrogate)
+    loaded_perf, loaded_cost = loaded.refit, loaded.cost
     before = perf.predict(configs, features, observed=observed)
     after = loaded_perf.predict(configs, features, observed=observed)
     np.testing.assert_array_equal(before[0], after[0])
@@ -240,10 +247,11 @@ def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():
 
 
 def test_surrogate_training_is_seeded(synthetic_metadataset, tmp_path):
-    """One path, one seed: the same recipe and data give the same weights; another seed does not."""
+    """One path, one seed: the same recipe and data give the same weights; another seed does not (the deep-kernel
+    GP; Transfer's surrogate draws nothing at random)."""
     from lit_transfer.surrogate.training import train_surrogate
 
-    recipe = short_recipe(tmp_path, "performance", 1)
+    recipe = short_recipe(tmp_path, "refit", 1)
     a = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"])
     b = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"])
     c = train_surrogate(recipe, synthetic_metadataset, holdout_tasks=["t0"], seed=1)

@@ -10,7 +10,7 @@ from scipy.stats import norm
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.space import SearchSpace
-from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
+from lit_transfer.surrogate import CostSurrogate, ExperienceSurrogate, MetaDataModule, PerformanceSurrogate
 from lit_transfer.tune.acquisition import (
     cost_aware_expected_improvement,
     expected_improvement,
@@ -37,7 +37,9 @@ def surrogates(synthetic_metadataset):
     cost = fit(
         CostSurrogate(), MetaDataModule(synthetic_metadataset, target="cost", holdout_tasks=["t3"]), {"max_epochs": 50}
     )
-    yield perf, cost
+    data = MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"])
+    experience = fit(ExperienceSurrogate(), data, {"max_epochs": 1})
+    yield perf, cost, experience
     torch.set_num_threads(threads)
 
 
@@ -73,12 +75,12 @@ def test_ei_remaining_takes_a_promising_config_to_its_end(task, surrogates):
     """Freeze-thaw with EI per remaining epoch: once a config is under way, its next epochs cost less of the
     budget per unit of expected final improvement than a fresh start, so the tuner finishes some configs."""
     evaluator, features = task
-    perf, _ = surrogates
+    perf, _, _ = surrogates
     history = run_tuning(
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="ei_remaining"), evaluator, Budget(24)
     )
     deepest = max(step.fidelity for step in history)
-    plain = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(24))
+    plain = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features, acquisition="ei"), evaluator, Budget(24))
     started = len({step.config_key for step in history})
     # plain EI of the final value starts more configs with the same budget (here 6 against 3)
     assert deepest == SPACE.max_epochs and started < len({step.config_key for step in plain})
@@ -102,6 +104,7 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
         "transfer_next",
         "transfer_cost_ei",
         "transfer_ei_remaining",
+        "transfer_experience",
         "quicktune",
         "dyhpo",
         "portfolio",
@@ -112,14 +115,17 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
 )
 def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_metadataset, tmp_path):
     evaluator, features = task
-    perf, cost = surrogates
+    perf, cost, experience = surrogates
     candidates = evaluator.configs()
     common = {"perf": perf, "task_features": features}
     optimizer = {
         "transfer": lambda: Transfer(SPACE, candidates, **common),
-        "transfer_next": lambda: Transfer(SPACE, candidates, horizon="next", **common),
+        "transfer_next": lambda: Transfer(SPACE, candidates, acquisition="ei", horizon="next", **common),
         "transfer_cost_ei": lambda: Transfer(SPACE, candidates, cost=cost, acquisition="cost_ei", **common),
         "transfer_ei_remaining": lambda: Transfer(SPACE, candidates, acquisition="ei_remaining", **common),
+        "transfer_experience": lambda: Transfer(
+            SPACE, candidates, acquisition="ei_remaining", incumbent="predicted", **{**common, "perf": experience}
+        ),
         "quicktune": lambda: QuickTune(SPACE, candidates, refit_steps=5, **common),
         "dyhpo": lambda: DyHPO(SPACE, candidates, refit_steps=10, **common),
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude="t3")),
@@ -137,10 +143,16 @@ def test_every_method_tunes_within_budget(method, task, surrogates, synthetic_me
         epochs[step.config_key] = step.fidelity
 
 
-def test_transfer_finds_a_good_config_fast(task, surrogates):
+@pytest.mark.parametrize("surrogate", ["deep_kernel_gp", "experience"])
+def test_transfer_finds_a_good_config_fast(task, surrogates, surrogate):
     evaluator, features = task
-    perf, _ = surrogates
-    transfer = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(16, "epochs"))
+    perf, _, experience = surrogates
+    if surrogate == "experience":  # the setting it is meant for: EI per remaining epoch over forecast finals
+        options = {"acquisition": "ei_remaining", "incumbent": "predicted"}
+        tuner = Transfer(SPACE, evaluator.configs(), experience, features, **options)
+    else:
+        tuner = Transfer(SPACE, evaluator.configs(), perf, features)
+    transfer = run_tuning(tuner, evaluator, Budget(16, "epochs"))
     randoms = [
         incumbent_at(run_tuning(RandomSearch(SPACE, evaluator.configs(), seed=s), evaluator, Budget(16)), 16, 0.0)
         for s in range(5)
@@ -152,7 +164,7 @@ def test_transfer_finds_a_good_config_fast(task, surrogates):
 def test_horizon_is_the_epoch_candidates_are_scored_at(task, surrogates):
     """``final`` scores every candidate at the last epoch given its curve so far; ``next`` at its next epoch."""
     evaluator, features = task
-    perf, _ = surrogates
+    perf, _, _ = surrogates
     asked = []
 
     class Recording:
@@ -164,7 +176,8 @@ def test_horizon_is_the_epoch_candidates_are_scored_at(task, surrogates):
 
     for horizon, expected in (("final", lambda done: 8), ("next", lambda done: done + 1)):
         asked.clear()
-        run_tuning(Transfer(SPACE, evaluator.configs(), Recording(), features, horizon=horizon), evaluator, Budget(4))
+        tuner = Transfer(SPACE, evaluator.configs(), Recording(), features, acquisition="ei", horizon=horizon)
+        run_tuning(tuner, evaluator, Budget(4))
         assert len(asked) == 4 and max(max(done) for _, done in asked) >= 1
         for fidelity, done in asked:
             assert fidelity == [expected(d) for d in done]
@@ -182,7 +195,7 @@ def test_seconds_budget_overspends_by_at_most_one_step(task):
 
 def test_resume_from_state_file_loses_and_repeats_nothing(task, surrogates, tmp_path):
     evaluator, features = task
-    perf, _ = surrogates
+    perf, _, _ = surrogates
     full = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(12))
     state = tmp_path / "state.json"
     first = run_tuning(Transfer(SPACE, evaluator.configs(), perf, features), evaluator, Budget(5), state)
@@ -213,7 +226,7 @@ def test_optuna_prunes_and_resumes(task, tmp_path):
 
 def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
     evaluator, features = task
-    perf, _ = surrogates
+    perf, _, _ = surrogates
     with pytest.raises(ValueError, match="budget must be > 0"):
         Budget(0)
     with pytest.raises(ValueError, match="not a duration: '5 hours'"):
@@ -230,6 +243,8 @@ def test_bad_inputs_give_clear_errors(task, surrogates, tmp_path):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="pi")
     with pytest.raises(ValueError, match="use it with horizon 'final'"):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="ei_remaining", horizon="next")
+    with pytest.raises(ValueError, match="incumbent must be 'observed' or 'predicted'"):
+        Transfer(SPACE, evaluator.configs(), perf, features, incumbent="best")
     with pytest.raises(ValueError, match="needs a cost surrogate"):
         Transfer(SPACE, evaluator.configs(), perf, features, acquisition="cost_ei")
     with pytest.raises(ValueError, match="no candidate configs"):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import torch
 import yaml
 from conftest import fit, write_synthetic_metadataset
 
-from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
+from lit_transfer.surrogate import CostSurrogate, ExperienceSurrogate, MetaDataModule, PerformanceSurrogate
 from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
 from lit_transfer.tune.loop import load_state
 
@@ -28,9 +29,11 @@ def metadataset(tmp_path_factory, tiny_model):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)
-    perf_path, cost_path = pretrained_paths(path)
-    save_weights(fit(PerformanceSurrogate(), MetaDataModule(str(path), batch_size=64), {"max_epochs": 3}), perf_path)
-    save_weights(fit(CostSurrogate(), MetaDataModule(str(path), target="cost"), {"max_epochs": 20}), cost_path)
+    paths = pretrained_paths(path)
+    save_weights(fit(ExperienceSurrogate(), MetaDataModule(str(path)), {"max_epochs": 1}), paths["performance"])
+    save_weights(fit(CostSurrogate(), MetaDataModule(str(path), target="cost"), {"max_epochs": 20}), paths["cost"])
+    refit = fit(PerformanceSurrogate(), MetaDataModule(str(path), batch_size=64), {"max_epochs": 3})
+    save_weights(refit, paths["refit"])
     torch.set_num_threads(threads)
     return str(path)
 
@@ -120,6 +123,9 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     assert summary["method"] == "transfer" and summary["steps"] == 6
     assert 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_config.json").exists()
+    # what was chosen and why: predicted before any trial against observed
+    assert re.match(r"predicted val/acc \d\.\d{3} ± \d\.\d{3} before any trial, observed", summary["why"])
+    assert f"why this config: {summary['why']}" in result.stdout
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -194,10 +200,11 @@ def test_tune_records_its_trials_into_the_users_experience_and_surrogates_learn_
     trained = run_cli(
         "surrogate", "train", "--metadataset", metadataset, "--own", str(own),
         "--perf_config", short_recipe(tmp_path, "performance", 1), "--cost_config", short_recipe(tmp_path, "cost", 2),
+        "--refit_config", short_recipe(tmp_path, "refit", 1),
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "warn" not in trained.stderr.lower(), trained.stderr[-3000:]  # quiet: no third-party warnings
-    assert (tmp_path / "mine.perf.ckpt").exists() and (tmp_path / "mine.cost.ckpt").exists()
+    assert all((tmp_path / f"mine.{name}.ckpt").exists() for name in ("perf", "cost", "refit"))
     suggested = run_cli(
         "suggest", "--data", str(qa_dir), "--metadataset", metadataset, "--own", str(own), "--top", "2",
         "--candidates", "8", "--out", str(tmp_path / "suggest"),

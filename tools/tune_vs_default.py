@@ -38,11 +38,11 @@ def experience_without(metadataset: str, family: str, out: Path, perf_config: st
     from lit_transfer.surrogate.training import train_surrogate
 
     path = out / f"without-{family}.sqlite"
-    perf_path, cost_path = pretrained_paths(path)
+    paths = pretrained_paths(path)  # the methods compared need Transfer's surrogates, not QuickTune's
     if not path.exists():
         with MetaDataset(metadataset) as store:
             store.copy_without([t for t in store.tasks() if family_of(t) == family], path)
-    for recipe, target in ((perf_config, perf_path), (cost_config, cost_path)):
+    for recipe, target in ((perf_config, paths["performance"]), (cost_config, paths["cost"])):
         if not target.exists():
             save_weights(train_surrogate(recipe, str(path)), target)
     return str(path)

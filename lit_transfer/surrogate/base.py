@@ -25,6 +25,9 @@ class SurrogateModule(LightningModule):
             self.register_buffer(f"task_{name}", torch.full((task_dim,), value))
 
     def on_fit_start(self) -> None:
+        # gpytorch shares one transform module among all its constraints: another surrogate put in eval mode (one
+        # trained earlier in the same process) leaves it in eval mode here too
+        self.train()
         datamodule = getattr(self.trainer, "datamodule", None)
         if not isinstance(datamodule, MetaDataModule):
             raise TypeError("surrogates train on a lit_transfer.surrogate.MetaDataModule")
@@ -35,6 +38,10 @@ class SurrogateModule(LightningModule):
             raise ValueError(f"the data module serves {theirs.metric!r}, the model predicts {ours.metric!r}")
         for name, value in datamodule.task_feature_stats().items():
             getattr(self, f"task_{name}").copy_(value)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The class goes into the checkpoint: a pretrained surrogate loads as whatever its recipe built."""
+        checkpoint["surrogate_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def normalized_task(self, task: torch.Tensor) -> torch.Tensor:
         """Task features clipped to the range the meta-training tasks span, then standardized: a new task is
@@ -48,7 +55,7 @@ class SurrogateModule(LightningModule):
 
 @runtime_checkable
 class PerformancePredictor(Protocol):
-    """What tuning methods use of a performance surrogate — and nothing else of it."""
+    """What Transfer and ``suggest`` use of a performance surrogate — and nothing else of it."""
 
     def predict(
         self, configs: Sequence[Mapping[str, Any]], task_features: Mapping[str, float],
@@ -57,6 +64,11 @@ class PerformancePredictor(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Mean and std of the metric of ``configs`` at ``fidelity``, given their curves so far and conditioned on
         the task's ``observed`` (config, curve) pairs."""
+
+
+@runtime_checkable
+class RefittablePredictor(PerformancePredictor, Protocol):
+    """A performance surrogate that task-specific methods (QuickTune, DyHPO) fit to the new task's observations."""
 
     def refit(
         self, observed: Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]],

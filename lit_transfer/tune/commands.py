@@ -58,12 +58,13 @@ def experience_settings(metadataset: str, space: SearchSpace, base_model: str | 
     return RunSettings.from_dict({**recorded, "max_epochs": space.max_epochs}, base_model=base, seed=seed)
 
 
-def experience_surrogates(metadataset: str, own: str | None = None) -> tuple[Any, Any]:
-    """The pretrained surrogates: meta-trained on the meta-dataset, or on it plus the user's own experience
-    (``surrogate train --own``, written beside the user's file)."""
+def experience_surrogates(metadataset: str, own: str | None = None, method: str = "transfer") -> Any:
+    """The pretrained surrogates ``method`` uses (``suggest``: Transfer's): meta-trained on the meta-dataset, or
+    on it plus the user's own experience (``surrogate train --own``, written beside the user's file)."""
     from lit_transfer.surrogate import load_pretrained
 
-    return load_pretrained(own if own is not None else metadataset)
+    targets = ("refit", "cost") if method in ("quicktune", "dyhpo") else ("performance", "cost")
+    return load_pretrained(own if own is not None else metadataset, targets)
 
 
 def task_features_of(data: str, settings) -> dict:
@@ -88,7 +89,8 @@ def suggest(
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
     features = task_features_of(data, settings)
-    perf, cost = experience_surrogates(metadataset, own)
+    surrogates = experience_surrogates(metadataset, own)
+    perf, cost = surrogates.perf, surrogates.cost
     configs = candidate_configs(search_space, metadataset, candidates, seed, own)
     mean, std = perf.predict(configs, features)
     seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
@@ -116,7 +118,7 @@ def tune(
     on_start: Callable[[Any], None] | None = None, executor: str = "local", workers: int = 1,
     threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
     storage: str | None = None, record_into: str | None = None, task_name: str | None = None,
-    own: str | None = None,
+    own: str | None = None, incumbent: str = "observed",
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
@@ -150,8 +152,8 @@ def tune(
         features = task_features_of(data, settings)
         tuner = build_method(
             method, search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
-            lambda: experience_surrogates(metadataset, own), metadataset, seed=seed, acquisition=acquisition,
-            horizon=horizon,
+            lambda: experience_surrogates(metadataset, own, method), metadataset, seed=seed, acquisition=acquisition,
+            horizon=horizon, incumbent=incumbent,
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
         evaluator = FinetuneEvaluator(data, settings, storage or out)
@@ -180,5 +182,27 @@ def tune(
             test = evaluator.test(chosen)
             adapter = f"{evaluator.location(chosen)}/checkpoints/best"
             result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=adapter)
+            reason = why_chosen(tuner, chosen, value, epochs, search_space, features)
+            if reason:
+                result["why"] = reason
         write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     return result
+
+
+def why_chosen(tuner: Any, chosen: dict, value: float, epochs: int, space: SearchSpace, features: dict) -> str | None:
+    """One line on Transfer's choice: what its surrogate predicted of the chosen config before any trial (and of
+    the default config), against what the trials observed. (QuickTune's and DyHPO's surrogates are refit on the
+    trials: what they predict now is not what they predicted before.)"""
+    if getattr(tuner, "name", None) != "transfer":
+        return None
+    perf = tuner.perf
+    default = dict(space.default().values)
+    mean, std = perf.predict([chosen, default], features)
+    metric = tuner.metric
+    line = (
+        f"predicted {metric} {mean[0]:.3f} ± {1.96 * std[0]:.3f} before any trial, observed {value:.3f} in "
+        f"{epochs} epochs"
+    )
+    _, default_curve = tuner.observed.get(PipelineConfig(default).key(), (None, []))
+    seen = f", observed {max(p.get(metric) or 0.0 for p in default_curve):.3f}" if default_curve else ", not run"
+    return f"{line}; the default config was predicted {mean[1]:.3f} ± {1.96 * std[1]:.3f}{seen}"

@@ -20,6 +20,7 @@ how soon N workers reach the normalized regret one worker has at the end of its 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import statistics
@@ -37,8 +38,7 @@ from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import family_of, final_score
 from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
-from lit_transfer.surrogate import CostSurrogate, PerformanceSurrogate
-from lit_transfer.surrogate.pretrained import load_surrogate, save_weights
+from lit_transfer.surrogate.pretrained import Surrogates, load_surrogate, save_weights
 from lit_transfer.surrogate.training import DEFAULT_RECIPES, train_surrogate
 from lit_transfer.tune.loop import Budget, Step, incumbent_at, run_tuning
 from lit_transfer.tune.methods import METHODS, RANDOMNESS, build_method
@@ -63,10 +63,13 @@ class EvaluationPlan:
         tasks: tasks held out (default: all).
         acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ei_remaining``, ``ucb``).
         horizon: the epoch the surrogate methods score a candidate at (``final`` or ``next``).
+        incumbent: what the surrogate methods' EI must beat: the best value ``observed``, or the best final value
+            ``predicted`` of the configs run so far.
         quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
         dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
-        perf_config: YAML the performance surrogate of each fold is meta-trained with.
+        perf_config: YAML the performance surrogate of each fold is meta-trained with (Transfer's).
         cost_config: YAML of the cost surrogate.
+        refit_config: YAML of the performance surrogate QuickTune and DyHPO refit on the task.
         space: the search space.
         workers: trial steps in flight at once, each replayed on a simulated clock (1 must be among them: the
             main comparison is sequential tuning).
@@ -84,10 +87,12 @@ class EvaluationPlan:
     tasks: list[str] | None = None
     acquisition: str = "ei"
     horizon: str = "final"
+    incumbent: str = "observed"
     quicktune_refit_steps: int = 20
     dyhpo_refit_steps: int = 30
     perf_config: str = DEFAULT_RECIPES["performance"]
     cost_config: str = DEFAULT_RECIPES["cost"]
+    refit_config: str = DEFAULT_RECIPES["refit"]
     space: str = str(DEFAULT_SPACE)
     workers: list[int] = field(default_factory=lambda: [1])
     parallel_budget: float = 2.0
@@ -96,6 +101,7 @@ class EvaluationPlan:
     def __post_init__(self) -> None:
         self.metadataset, self.space = resolve(self.metadataset), resolve(self.space)
         self.perf_config, self.cost_config = resolve(self.perf_config), resolve(self.cost_config)
+        self.refit_config = resolve(self.refit_config)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -126,24 +132,27 @@ class EvaluationPlan:
         return groups
 
 
-def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> tuple[PerformanceSurrogate, CostSurrogate]:
-    """The surrogates meta-trained without the ``held_out`` tasks (trained once, then loaded from the fold's
-    cache)."""
+def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> Surrogates:
+    """The surrogates the plan's methods use, meta-trained without the ``held_out`` tasks (trained once, then
+    loaded from the fold's cache)."""
     folder = Path(plan.out) / "surrogates"
     folder.mkdir(parents=True, exist_ok=True)
-    modules = []
-    for cls, target, recipe in (
-        (PerformanceSurrogate, "performance", plan.perf_config),
-        (CostSurrogate, "cost", plan.cost_config),
-    ):
-        path = inside(folder, f"{safe_name(fold, 'task name')}.{target}.ckpt")
-        if path.exists():
-            modules.append(load_surrogate(cls, path))
+    needed = {"performance": "transfer" in plan.methods, "cost": True,
+              "refit": bool({"quicktune", "dyhpo"} & set(plan.methods))}  # fmt: skip
+    recipes = {"performance": plan.perf_config, "cost": plan.cost_config, "refit": plan.refit_config}
+    modules = {}
+    for target, recipe in recipes.items():
+        if not needed[target]:
             continue
-        module = train_surrogate(recipe, plan.metadataset, holdout_tasks=held_out, space=plan.space)
-        save_weights(module, path)
-        modules.append(module)
-    return modules[0], modules[1]
+        # the recipe's content names the file: a changed recipe never loads a surrogate cached from the old one
+        digest = hashlib.sha256(Path(recipe).read_bytes()).hexdigest()[:8]
+        path = inside(folder, f"{safe_name(fold, 'task name')}.{target}.{digest}.ckpt")
+        if path.exists():
+            modules[target] = load_surrogate(path)
+            continue
+        modules[target] = train_surrogate(recipe, plan.metadataset, holdout_tasks=held_out, space=plan.space)
+        save_weights(modules[target], path)
+    return Surrogates(modules.get("performance"), modules.get("cost"), modules.get("refit"))
 
 
 def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> dict[str, Any]:
@@ -165,9 +174,9 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     seeds = {method: plan.method_seeds(method) for method in plan.methods}
     space = SearchSpace.from_yaml(plan.space)
     for fold, held_out in plan.folds(tasks).items():
-        cache: list[tuple[PerformanceSurrogate, CostSurrogate]] = []
+        cache: list[Surrogates] = []
 
-        def surrogates(fold: str = fold, held_out: list = held_out, cache: list = cache) -> tuple[Any, Any]:
+        def surrogates(fold: str = fold, held_out: list = held_out, cache: list = cache) -> Surrogates:
             if not cache:
                 cache.append(fold_surrogates(plan, fold, held_out))
             return cache[0]
@@ -186,7 +195,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                         tuner = build_method(
                             method, space, evaluator.configs(), task_features[task],
                             surrogates, plan.metadataset, exclude_tasks=held_out, seed=seed,
-                            acquisition=plan.acquisition, horizon=plan.horizon,
+                            acquisition=plan.acquisition, horizon=plan.horizon, incumbent=plan.incumbent,
                             quicktune_refit_steps=plan.quicktune_refit_steps,
                             dyhpo_refit_steps=plan.dyhpo_refit_steps,
                             optuna_storage=str(state.with_suffix(".optuna.journal")),

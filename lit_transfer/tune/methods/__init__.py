@@ -5,7 +5,7 @@ portfolio, random), ``surrogate`` (Transfer, QuickTune, DyHPO), ``optuna_tpe`` a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lit_transfer.space import SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
@@ -13,6 +13,9 @@ from lit_transfer.tune.methods.baselines import Default, Portfolio, RandomSearch
 from lit_transfer.tune.methods.dehb import DEHB
 from lit_transfer.tune.methods.optuna_tpe import OptunaTPE
 from lit_transfer.tune.methods.surrogate import DyHPO, QuickTune, SurrogateMethod, Transfer
+
+if TYPE_CHECKING:
+    from lit_transfer.surrogate.pretrained import Surrogates
 
 METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb")
 # what a method's seed changes: nothing (deterministic given the experience), its refits, or its choices
@@ -27,26 +30,29 @@ def build_method(
     space: SearchSpace,
     candidates: Sequence[Mapping[str, Any]],
     task_features: Mapping[str, float],
-    surrogates: Callable[[], tuple[Any, Any]],
+    surrogates: Callable[[], Surrogates],
     metadataset: str,
     exclude_tasks: Sequence[str] = (),
     seed: int = 0,
     acquisition: str = "ei",
     horizon: str = "final",
+    incumbent: str = "observed",
     quicktune_refit_steps: int = 20,
     dyhpo_refit_steps: int = 30,
     optuna_storage: str | None = None,
 ) -> TuningMethod:
-    """The method ``name`` for a task; ``surrogates()`` is only called by the methods that need them, and
+    """The method ``name`` for a task; ``surrogates()`` is only called by the methods that need them (Transfer
+    predicts with its ``perf``, QuickTune and DyHPO refit its ``refit``), and
     ``metadataset`` (without ``exclude_tasks``) is where the portfolio comes from; ``optuna_storage`` is the journal
     file of Optuna's study (what it resumes from)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     if name in ("transfer", "quicktune", "dyhpo"):
-        perf, cost = surrogates()
+        found = surrogates()
+        perf = found.perf if name == "transfer" else found.refit
         common = {
-            "perf": perf, "cost": cost, "task_features": task_features, "acquisition": acquisition,
-            "horizon": horizon, "seed": seed,
+            "perf": perf, "cost": found.cost, "task_features": task_features, "acquisition": acquisition,
+            "horizon": horizon, "incumbent": incumbent, "seed": seed,
         }  # fmt: skip
         if name == "transfer":
             return Transfer(space, candidates, **common)

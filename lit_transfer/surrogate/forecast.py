@@ -1,0 +1,199 @@
+"""``Forecast``: a config's metric at a later epoch from what the experience expects of it and what the new task
+has shown so far, with a calibrated variance.
+
+Everything here is fitted on held-out predictions: each remembered task is predicted by the experience of the
+other families only (``ExperienceMean`` with its family left out), so the coefficients and the variance are those
+of a new kind of task, not of a task the memory already holds.
+
+- **Mean.** Per (configs the task has run, bucketed: ``CONTEXTS``; epochs observed ``k``; target epoch ``t``),
+  least squares of
+  the metric at ``t`` on: the experience at ``t``; the config's own deviation from the experience at its last
+  epoch; the task's shift, the mean deviation of its observed configs (a level the experience missed, which every
+  config of the task shares); the config's last value; 1; and the task's ratio (observed over expected, less 1)
+  times the experience at ``t``: a task where everything learns faster lifts a config that learns in proportion
+  to what it learns, which a shift alone cannot say. Separating the config's deviation from the task's mean
+  deviation (a within-between regression) keeps a task's level from being mistaken for how a config ranks.
+- **Variance.** ``a + b * spread + c / (1 + mass) + d * deviation^2 + e * shift^2``: the experience's
+  disagreement near the query, its absence (kernel mass), and how far the config and the task have strayed from
+  it so far (a curve that starts far below what was expected may still catch up, or not), fitted by Gaussian
+  likelihood on the held-out residuals, then scaled so that 95% of them fall within 1.96 standard deviations
+  (split-conformal on the held-out families).
+- **How much the task has shown.** A task's shift and ratio estimated from one config are noisier than from
+  eight: each is fitted per bucket of how many configs the task has run, on rows where the shift comes from that
+  many configs (the config itself, when it has epochs, and others drawn at random, each at a random early
+  epoch), as it does while tuning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+COLUMNS = 6  # experience at t, own deviation, task shift, last value, 1, task ratio x experience at t
+RATIO_RANGE = (-1.0, 3.0)  # a ratio of near-zero expectations says nothing beyond this
+CONTEXTS = (0, 1, 2, 4, 8)  # configs the task has run: each count uses the coefficients of the largest bucket <= it
+OTHERS_EPOCHS = 4  # while fitting, the other configs a shift comes from were run 1..4 epochs
+VARIANCE_TERMS = 5  # 1, spread, absence, deviation^2, shift^2
+RIDGE = 1e-4
+
+
+@dataclass
+class HeldOut:
+    """One remembered task predicted from the other families: the experience's ``expected`` curves [R, E], their
+    ``spread`` [R, E] and ``mass`` [R], and the task's ``actual`` recorded curves [R, E]."""
+
+    expected: torch.Tensor
+    spread: torch.Tensor
+    mass: torch.Tensor
+    actual: torch.Tensor
+
+
+def design(expected: torch.Tensor, last: torch.Tensor, deviation: torch.Tensor, shift: torch.Tensor,
+           ratio: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The regression columns [Q, COLUMNS] of each query (``t``: target epoch index)."""
+    at_t = expected.gather(1, t.unsqueeze(1)).squeeze(1)
+    return torch.stack([at_t, deviation, shift, last, torch.ones_like(at_t), ratio * at_t], dim=1)
+
+
+def task_ratio(actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """How much more (or less) the observed values are than expected, over all of them: sum / sum - 1."""
+    eps = 0.01 * actual.numel()
+    return ((actual.sum() + eps) / (expected.sum() + eps) - 1.0).clamp(*RATIO_RANGE)
+
+
+class Forecast(nn.Module):
+    """Coefficients and variance per (context, k, t); ``fit`` learns them from ``HeldOut`` tasks."""
+
+    def __init__(self, max_epochs: int) -> None:
+        super().__init__()
+        coef = torch.zeros(len(CONTEXTS), max_epochs, max_epochs, COLUMNS)
+        coef[..., 0] = 1.0  # unfitted: the experience alone
+        self.register_buffer("coef", coef)
+        variance = torch.zeros(len(CONTEXTS), max_epochs, max_epochs, VARIANCE_TERMS)
+        variance[..., 0] = 0.01
+        self.register_buffer("variance", variance)
+
+    @property
+    def max_epochs(self) -> int:
+        return self.coef.shape[1]
+
+    def forward(
+        self, expected: torch.Tensor, spread: torch.Tensor, mass: torch.Tensor, last: torch.Tensor,
+        observed: torch.Tensor, shift: torch.Tensor, ratio: torch.Tensor, runs: torch.Tensor, target: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Mean and variance [Q] of each query at epoch ``target`` (1-based) after ``observed`` epochs of its own
+        (its ``last`` value; 0 if none), on a task that has run ``runs`` configs (the query's own run among them)
+        whose mean deviation from the experience is ``shift`` and whose ``task_ratio`` is ``ratio``."""
+        k = observed.long().clamp(0, self.max_epochs - 1)
+        t = (target.long() - 1).clamp(0, self.max_epochs - 1)
+        t = torch.maximum(t, k)  # an epoch already observed is predicted as the next one would be
+        at_k = (k - 1).clamp_min(0).unsqueeze(1)
+        seen = (observed > 0).to(expected)
+        deviation = (last - expected.gather(1, at_k).squeeze(1)) * seen
+        context = context_of(runs)
+        shown = (context > 0).to(expected)
+        x = design(expected, last * seen, deviation, shift * shown, ratio * shown, t)
+        mean = (self.coef[context, k, t] * x).sum(1)
+        terms = _terms(spread.gather(1, t.unsqueeze(1)).squeeze(1), mass, x)
+        return mean, (self.variance[context, k, t] * terms).sum(1)
+
+    def fit(self, held_out: Sequence[HeldOut], steps: int = 300, seed: int = 0) -> None:
+        """Least squares of the mean and likelihood-then-conformal variance per (context, k, t)."""
+        if not held_out:
+            return
+        generator = torch.Generator().manual_seed(seed)
+        draws: dict = {}  # (task, runs, k) -> the shift and ratio drawn, the same for every target epoch
+        epochs = self.max_epochs
+        for context, runs in enumerate(CONTEXTS):
+            for k in range(epochs):
+                if k and not runs:
+                    continue  # a config with epochs is a run of the task
+                for t in range(k, epochs):
+                    x, y, spread, mass = self._rows(held_out, runs, k, t, generator, draws)
+                    columns = _used(runs, k)
+                    solution = torch.linalg.solve(
+                        x[:, columns].T @ x[:, columns] + RIDGE * torch.eye(len(columns)), x[:, columns].T @ y
+                    )  # fmt: skip
+                    coef = torch.zeros(COLUMNS)
+                    coef[columns] = solution
+                    self.coef[context, k, t] = coef
+                    residual = y - x @ coef
+                    self.variance[context, k, t] = _fit_variance(residual, _terms(spread, mass, x), steps)
+
+    @staticmethod
+    def _rows(
+        held_out: Sequence[HeldOut], runs: int, k: int, t: int, generator: torch.Generator, draws: dict
+    ) -> tuple[torch.Tensor, ...]:
+        """Every config of every task as a query after ``k`` of its own epochs, on the task having run ``runs``
+        configs: itself (when ``k`` > 0) and others drawn at random, each at a random early epoch."""
+        xs, ys, spreads, masses = [], [], [], []
+        for index, task in enumerate(held_out):
+            n, epochs = task.actual.shape
+            at = torch.full((n,), t, dtype=torch.long)
+            if k:
+                last = task.actual[:, k - 1]
+                deviation = last - task.expected[:, k - 1]
+            else:
+                last = deviation = torch.zeros(n)
+            shift, ratio = torch.zeros(n), torch.zeros(n)
+            others = runs - (1 if k else 0)
+            if runs and others <= n - 1 and (index, runs, k) in draws:
+                shift, ratio = draws[index, runs, k]
+            elif runs and others <= n - 1:
+                for i in range(n):
+                    pool = torch.cat([torch.arange(i), torch.arange(i + 1, n)])
+                    chosen = pool[torch.randperm(n - 1, generator=generator)[:others]]
+                    at_epoch = torch.randint(0, min(OTHERS_EPOCHS, epochs), (others,), generator=generator)
+                    actual, expected = task.actual[chosen, at_epoch], task.expected[chosen, at_epoch]
+                    if k:
+                        actual = torch.cat([actual, last[i : i + 1]])
+                        expected = torch.cat([expected, task.expected[i, k - 1 : k]])
+                    shift[i] = (actual - expected).mean()
+                    ratio[i] = task_ratio(actual, expected)
+                draws[index, runs, k] = shift, ratio
+            elif runs:
+                continue  # too few configs to draw that many runs from
+            xs.append(design(task.expected, last, deviation, shift, ratio, at))
+            ys.append(task.actual[:, t])
+            spreads.append(task.spread[:, t])
+            masses.append(task.mass)
+        if not xs:  # no task has that many configs: the bucket below stands in (its rows, not its coefficients)
+            return Forecast._rows(held_out, CONTEXTS[CONTEXTS.index(runs) - 1], k, t, generator, draws)
+        return torch.cat(xs), torch.cat(ys), torch.cat(spreads), torch.cat(masses)
+
+
+def context_of(runs: torch.Tensor) -> torch.Tensor:
+    """The ``CONTEXTS`` bucket of each count of configs run: the largest bucket not above it."""
+    buckets = torch.tensor(CONTEXTS, device=runs.device)
+    return (runs.long().unsqueeze(1) >= buckets).sum(1) - 1
+
+
+def _used(runs: int, k: int) -> list[int]:
+    """The columns a (context, k) model uses: own deviation and last value only once the config has epochs, the
+    task's shift and ratio only once the task has run something."""
+    return [0, *([1, 3] if k else []), *([2, 5] if runs else []), 4]
+
+
+def _terms(spread: torch.Tensor, mass: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The variance's terms [Q, VARIANCE_TERMS] of each query (``x``: its ``design`` row)."""
+    return torch.stack([torch.ones_like(spread), spread, 1.0 / (1.0 + mass), x[:, 1] ** 2, x[:, 2] ** 2], dim=1)
+
+
+def _fit_variance(residual: torch.Tensor, terms: torch.Tensor, steps: int) -> torch.Tensor:
+    """Non-negative weights of the ``terms`` maximizing the Gaussian likelihood of ``residual``, then all scaled
+    so that 95% of the residuals lie within 1.96 standard deviations."""
+    start = torch.tensor([max(float(residual.var()), 1e-6), 0.5, 1e-3, 0.1, 0.1])
+    log_weights = start.log().requires_grad_()
+    optimizer = torch.optim.Adam([log_weights], lr=0.05)
+    squared = residual.detach() ** 2
+    for _ in range(steps):
+        optimizer.zero_grad()
+        var = terms @ log_weights.exp()
+        (0.5 * (var.log() + squared / var)).mean().backward()
+        optimizer.step()
+    weights = log_weights.detach().exp()
+    scale = torch.quantile(residual.abs() / (terms @ weights).sqrt(), 0.95) / 1.96
+    return weights * scale**2

@@ -1,0 +1,124 @@
+"""``ExperienceSurrogate``: the performance surrogate Transfer tunes with — the recorded experience near a config and
+a task (``ExperienceMean``), corrected by what the new task has shown so far (``Forecast``).
+
+Why this design rather than a deep-kernel GP whose task features add a level: a config's prediction *is* the
+results of similar configs on similar tasks, so a task whose neighbours ranked configs differently gets a different
+ranking (interactions come from the data, not from a network asked to learn them from 32 tasks), and where no
+recorded run is near (a config far from every recorded one, a task unlike every remembered one) the kernel mass
+behind the prediction falls and its variance grows. Everything is fitted leave-one-family-out on the experience
+itself, so the lengthscales, the forecast's coefficients and its calibrated variance are those of a new kind of
+task. Meta-training takes no gradient steps: ``on_fit_start`` remembers the training tasks' runs and fits the
+rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from lit_transfer.metadataset.features import TASK_FEATURES
+from lit_transfer.space import DEFAULT_SPACE
+from lit_transfer.surrogate.base import SurrogateModule
+from lit_transfer.surrogate.experience import ExperienceMean
+from lit_transfer.surrogate.forecast import Forecast, task_ratio
+
+Observed = Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]]
+
+
+class ExperienceSurrogate(SurrogateModule):
+    """Predicts a config's metric at an epoch on a task from the recorded runs and the task's curves so far.
+
+    Args:
+        space: the search space (YAML path or dict).
+        metric: the curve metric predicted.
+        task_features: the task meta-features it reads, in order.
+        variance_steps: Adam steps of each (context, observed epochs, target epoch) variance fit.
+        metric_range: clip predicted means to this range (``null``: no clipping).
+    """
+
+    def __init__(
+        self, space: str | Mapping[str, Any] = str(DEFAULT_SPACE), metric: str = "val/acc",
+        task_features: Sequence[str] = TASK_FEATURES, variance_steps: int = 300,
+        metric_range: tuple[float, float] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.save_hyperparameters()
+        self._init_encoding(space, task_features, metric)
+        enc = self.encoding
+        self.experience = ExperienceMean(enc.config_dim, len(enc.task_features), enc.max_epochs)
+        self.forecast = Forecast(enc.max_epochs)
+
+    def on_fit_start(self) -> None:
+        """Task normalization (``SurrogateModule``); then the training tasks' runs become the experience, its
+        lengthscales are chosen and the forecast is fitted, each family predicted from the others."""
+        super().on_fit_start()
+        data = self.trainer.datamodule
+        if data.target != "performance":
+            raise ValueError(f"an ExperienceSurrogate learns from performance curves, not {data.target!r}")
+        from lit_transfer.metadataset.summary import family_of
+        from lit_transfer.surrogate.evaluate import tau
+
+        rows = data.table.select(data.train_tasks)
+        tasks = [data.table.tasks[r] for r in rows]
+        self.experience.remember(
+            data.table.config[rows], tasks, [family_of(t) for t in tasks], data.table.task_features,
+            data.table.target[rows],
+        )  # fmt: skip
+        self.experience.choose_scales(self.normalized_task, tau)
+        self.forecast.fit(self.experience.held_out(self.normalized_task), self.hparams.variance_steps)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        """Nothing to step: everything is fitted in ``on_fit_start``."""
+        return None
+
+    def configure_optimizers(self) -> None:
+        return None
+
+    def predict(
+        self, configs: Sequence[Mapping[str, Any]], task_features: Mapping[str, float],
+        curves: Sequence[Sequence[Mapping[str, float]]] | None = None, fidelity: int | Sequence[int] | None = None,
+        observed: Observed = (),
+    ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Predicted metric (mean, std) of ``configs`` at ``fidelity`` (default: the last epoch) on a task, given
+        each config's ``curves`` so far and the task's ``observed`` (config, curve) pairs (``PerformancePredictor``)."""
+        n = len(configs)
+        inputs = self.encoding.inputs(configs, task_features, curves, fidelity)  # validates shapes and epochs
+        curves = [list(c) for c in curves] if curves is not None else [[] for _ in range(n)]
+        with torch.no_grad():
+            expected, spread, mass = self._experience(inputs["config"], inputs["task"][0])
+            last = torch.tensor([self._value(c[-1]) if c else 0.0 for c in curves])
+            seen = torch.tensor([float(len(c)) for c in curves])
+            shift, ratio, runs = self._shift(observed, inputs["task"][0])
+            mean, var = self.forecast(
+                expected, spread, mass, last, seen, shift.expand(n), ratio.expand(n), runs.expand(n),
+                inputs["fidelity"],
+            )  # fmt: skip
+        if self.hparams.metric_range is not None:
+            mean = mean.clamp(*self.hparams.metric_range)
+        return mean.numpy(), var.clamp_min(1e-8).sqrt().numpy()
+
+    def _experience(self, config: torch.Tensor, task: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        memory = self.normalized_task(self.experience.tasks)
+        tasks = task.expand(len(config), -1)
+        return self.experience(config.float(), tasks, memory, self.normalized_task(tasks))
+
+    def _value(self, point: Mapping[str, float]) -> float:
+        """An epoch's metric; a missing or non-finite one (a diverged run) counts as 0."""
+        value = point.get(self.encoding.metric)
+        return 0.0 if value is None or not math.isfinite(value) else float(value)
+
+    def _shift(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The task's mean deviation from the experience over the configs it has run (each at its last epoch),
+        their ratio (``task_ratio``) and how many they are."""
+        pairs = [(c, curve) for c, curve in observed if len(curve)]
+        if not pairs:
+            return torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
+        expected, _, _ = self._experience(self.encoding.configs([c for c, _ in pairs]), task)
+        at = torch.tensor([min(len(curve), self.encoding.max_epochs) - 1 for _, curve in pairs])
+        last = torch.tensor([self._value(curve[-1]) for _, curve in pairs])
+        at_last = expected.gather(1, at.unsqueeze(1)).squeeze(1)
+        return (last - at_last).mean(), task_ratio(last, at_last), torch.tensor(len(pairs))

@@ -1,0 +1,67 @@
+"""The experience a surrogate carries: what recorded runs say of a config, how sure that is, and which runs a
+meta-training batch may use."""
+
+import math
+
+import pytest
+import torch
+
+from lit_transfer.surrogate.evaluate import tau
+from lit_transfer.surrogate.experience import CONFIG_SCALES, TASK_SCALES, ExperienceMean
+
+
+def remembered() -> ExperienceMean:
+    """Three configs on three tasks of two families; config 0 is best on family a, config 2 on family b."""
+    experience = ExperienceMean(config_dim=2, task_dim=1, max_epochs=2)
+    configs = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]] * 3)
+    tasks = ["a-1"] * 3 + ["a-2"] * 3 + ["b-1"] * 3
+    finals = [0.6, 0.4, 0.2, 0.5, 0.3, 0.1, 0.1, 0.2, 0.7]
+    curves = torch.tensor([[f / 2, f] for f in finals])
+    features = {"a-1": torch.tensor([0.0]), "a-2": torch.tensor([0.2]), "b-1": torch.tensor([5.0])}
+    experience.remember(configs, tasks, [t.split("-")[0] for t in tasks], features, curves)
+    experience.log_config_scale.fill_(math.log(0.02))
+    return experience
+
+
+def ask(experience, configs, task, exclude=None):
+    memory = experience.tasks
+    queries = torch.tensor(configs)
+    return experience(queries, task.expand(len(queries), -1), memory, task.expand(len(queries), -1), exclude)
+
+
+def test_a_recorded_config_gets_its_mean_curve_over_the_tasks_and_a_far_one_little_mass():
+    experience = remembered()
+    mean, spread, mass = ask(experience, [[0.0, 0.0], [1.0, 1.0], [0.25, 0.75]], torch.tensor([0.1]))
+    assert mean[0].tolist() == pytest.approx([0.2, 0.4], abs=1e-3)  # (0.6 + 0.5 + 0.1) / 3, halved at epoch 1
+    assert mean[1, 1].item() == pytest.approx(1.0 / 3, abs=1e-3)
+    assert spread[0, 1].item() == pytest.approx(torch.tensor([0.6, 0.5, 0.1]).var(unbiased=False).item(), abs=1e-3)
+    assert mass[:2].tolist() == pytest.approx([3.0, 3.0], abs=1e-3) and mass[2].item() < 1e-6
+
+
+def test_a_family_left_out_is_not_used_and_similar_tasks_weigh_more():
+    experience = remembered()
+    family_b = experience.family_of(torch.tensor([[5.0], [0.2], [9.0]]))
+    assert family_b.tolist() == [1, 0, -1]  # b-1's family, a-2's, and a task it never saw
+    mean, _, _ = ask(experience, [[0.0, 0.0]], torch.tensor([5.0]), exclude=torch.tensor([1]))
+    assert mean[0, 1].item() == pytest.approx(0.55, abs=1e-3)  # family a only
+    experience.log_task_scale.fill_(math.log(1.0))
+    near_b, _, _ = ask(experience, [[0.0, 0.0], [1.0, 1.0]], torch.tensor([5.0]))
+    assert near_b[1, 1] > near_b[0, 1]  # on a task like b-1, config 2 ranks first
+
+
+def test_scales_are_chosen_by_ranking_each_family_from_the_others():
+    experience = remembered()
+    choice = experience.choose_scales(lambda t: t, tau)
+    assert choice["config_scale"] in CONFIG_SCALES and choice["task_scale"] in TASK_SCALES
+    assert experience.log_config_scale[0].item() == pytest.approx(math.log(choice["config_scale"]))
+    assert -1.0 <= choice["score"] <= 1.0
+
+
+def test_the_memory_travels_in_the_state_dict():
+    experience = remembered()
+    copy = ExperienceMean(config_dim=2, task_dim=1, max_epochs=2)
+    copy.load_state_dict(experience.state_dict())
+    assert torch.equal(copy.values, experience.values) and torch.equal(copy.families, experience.families)
+    empty = ExperienceMean(config_dim=2, task_dim=1, max_epochs=2)
+    mean, _, mass = ask(empty, [[0.0, 0.0]], torch.tensor([0.0]))
+    assert mean.abs().sum() == 0 and mass.sum() == 0  # nothing remembered, nothing claimed
