@@ -58,7 +58,7 @@ def opposed(tmp_path_factory):
 def surrogate(opposed):
     path, _ = opposed
     torch.set_num_threads(1)
-    return fit(ExperienceSurrogate(), MetaDataModule(path), {"max_epochs": 1})
+    return fit(ExperienceSurrogate(variance_steps=100), MetaDataModule(path), {"max_epochs": 1})
 
 
 def features(kind: float) -> dict[str, float]:

@@ -38,7 +38,7 @@ def surrogates(synthetic_metadataset):
         CostSurrogate(), MetaDataModule(synthetic_metadataset, target="cost", holdout_tasks=["t3"]), {"max_epochs": 50}
     )
     data = MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"])
-    experience = fit(ExperienceSurrogate(), data, {"max_epochs": 1})
+    experience = fit(ExperienceSurrogate(variance_steps=100), data, {"max_epochs": 1})
     yield perf, cost, experience
     torch.set_num_threads(threads)
 

@@ -59,9 +59,10 @@ def design(expected: torch.Tensor, last: torch.Tensor, deviation: torch.Tensor, 
 
 
 def task_ratio(actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
-    """How much more (or less) the observed values are than expected, over all of them: sum / sum - 1."""
-    eps = 0.01 * actual.numel()
-    return ((actual.sum() + eps) / (expected.sum() + eps) - 1.0).clamp(*RATIO_RANGE)
+    """How much more (or less) the observed values are than expected, over all of them (the last dimension):
+    sum / sum - 1."""
+    eps = 0.01 * actual.shape[-1]
+    return ((actual.sum(-1) + eps) / (expected.sum(-1) + eps) - 1.0).clamp(*RATIO_RANGE)
 
 
 class Forecast(nn.Module):
@@ -143,16 +144,15 @@ class Forecast(nn.Module):
             if runs and others <= n - 1 and (index, runs, k) in draws:
                 shift, ratio = draws[index, runs, k]
             elif runs and others <= n - 1:
-                for i in range(n):
-                    pool = torch.cat([torch.arange(i), torch.arange(i + 1, n)])
-                    chosen = pool[torch.randperm(n - 1, generator=generator)[:others]]
-                    at_epoch = torch.randint(0, min(OTHERS_EPOCHS, epochs), (others,), generator=generator)
-                    actual, expected = task.actual[chosen, at_epoch], task.expected[chosen, at_epoch]
-                    if k:
-                        actual = torch.cat([actual, last[i : i + 1]])
-                        expected = torch.cat([expected, task.expected[i, k - 1 : k]])
-                    shift[i] = (actual - expected).mean()
-                    ratio[i] = task_ratio(actual, expected)
+                keys = torch.rand(n, n, generator=generator)
+                keys.fill_diagonal_(2.0)  # a config is not one of its own others
+                chosen = keys.argsort(1)[:, :others]  # [n, others]
+                at_epoch = torch.randint(0, min(OTHERS_EPOCHS, epochs), (n, others), generator=generator)
+                actual, expected = task.actual[chosen, at_epoch], task.expected[chosen, at_epoch]
+                if k:
+                    actual = torch.cat([actual, last[:, None]], 1)
+                    expected = torch.cat([expected, task.expected[:, k - 1 : k]], 1)
+                shift, ratio = (actual - expected).mean(1), task_ratio(actual, expected)
                 draws[index, runs, k] = shift, ratio
             elif runs:
                 continue  # too few configs to draw that many runs from
