@@ -131,7 +131,10 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path = DEFAULT_SPACE) -> SearchSpace:
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()), source=str(path))
+        """A space from its YAML file (``configs/space/...`` finds the packaged one from any folder)."""
+        from lit_transfer.resources import resolve
+
+        return cls.from_dict(yaml.safe_load(Path(resolve(path)).read_text()), source=str(path))
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], source: str = "search space") -> SearchSpace:

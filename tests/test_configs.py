@@ -91,3 +91,15 @@ def test_evaluate_config_parses_against_the_plan(config):
     parser.add_argument("--plan", type=EvaluationPlan)
     plan = parser.instantiate_classes(parser.parse_args(["--config", str(config)])).plan
     assert isinstance(plan, EvaluationPlan) and "transfer" in plan.methods
+
+
+def test_paths_inside_shipped_configs_resolve_from_any_folder(tmp_path, monkeypatch):
+    """A shipped recipe names ``configs/space/...`` and ``assets/metadata/...``; run from another folder, those are
+    the packaged files (``fit --config configs/surrogate/perf_dkgp.yaml`` from anywhere)."""
+    from pathlib import Path
+
+    from lit_transfer.surrogate import MetaDataModule
+
+    monkeypatch.chdir(tmp_path)
+    assert len(SearchSpace.from_yaml("configs/space/default.yaml")) >= 10
+    assert Path(MetaDataModule("assets/metadata/micro.sqlite").path).is_file()

@@ -322,9 +322,12 @@ class MetaDataModule(LightningDataModule):
         super().__init__()
         if target not in ("performance", "cost"):
             raise ValueError(f"target must be 'performance' or 'cost', got {target!r}")
-        self.path, self.target, self.batch_size, self.seed = path, target, batch_size, seed
+        from lit_transfer.resources import resolve
+
+        # ``assets/...`` finds the packaged meta-dataset from any folder
+        self.path, self.target, self.batch_size, self.seed = resolve(path), target, batch_size, seed
         self.holdout_tasks, self.val_tasks = list(holdout_tasks or []), list(val_tasks or [])
-        self.own = list(own or [])
+        self.own = [resolve(p) for p in own or []]
         self.encoding = Encoding(space, task_features, metric)
         self.table: RunTable | None = None
 
