@@ -97,6 +97,9 @@ def test_observed_epochs_correct_the_forecast_and_the_checkpoint_loads_as_it_is(
     error = lambda mean: np.abs(np.asarray(mean[:6]) - truth[:6]).mean()  # noqa: E731
     assert error(after) < 0.5 * error(zero_shot)  # a config's own epochs tell its final value
     assert np.isfinite(after).all() and (std > 0).all()
+    # the same curves without ``observed``: each config with epochs still counts as a run of the task
+    alone, _ = surrogate.predict(configs[:6], features(kind), curves[:6], 8)
+    assert error(alone) < 0.5 * error(zero_shot)
     path = save_weights(surrogate, tmp_path / "perf.ckpt")
     loaded = load_surrogate(path)
     assert isinstance(loaded, ExperienceSurrogate)

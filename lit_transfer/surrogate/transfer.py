@@ -92,11 +92,14 @@ class ExperienceSurrogate(SurrogateModule):
             expected, spread, mass = self._experience(inputs["config"], inputs["task"][0])
             last = torch.tensor([self._value(c[-1]) if c else 0.0 for c in curves])
             seen = torch.tensor([float(len(c)) for c in curves])
-            shift, ratio, runs = self._shift(observed, inputs["task"][0])
-            mean, var = self.forecast(
-                expected, spread, mass, last, seen, shift.expand(n), ratio.expand(n), runs.expand(n),
-                inputs["fidelity"],
-            )  # fmt: skip
+            shift, ratio, runs = (x.expand(n) for x in self._shift(observed, inputs["task"][0]))
+            # a config with epochs is itself a run of the task, even when ``observed`` leaves it out
+            alone = (runs == 0) & (seen > 0)
+            at_k = expected.gather(1, (seen.long() - 1).clamp(0, expected.shape[1] - 1).unsqueeze(1))
+            shift = torch.where(alone, last - at_k.squeeze(1), shift)
+            ratio = torch.where(alone, task_ratio(last.unsqueeze(1), at_k), ratio)
+            runs = torch.where(alone, torch.ones_like(runs), runs)
+            mean, var = self.forecast(expected, spread, mass, last, seen, shift, ratio, runs, inputs["fidelity"])
         if self.hparams.metric_range is not None:
             mean = mean.clamp(*self.hparams.metric_range)
         return mean.numpy(), var.clamp_min(1e-8).sqrt().numpy()
