@@ -87,14 +87,20 @@ class Forecast(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Mean and variance [Q] of each query at epoch ``target`` (1-based) after ``observed`` epochs of its own
         (its ``last`` value; 0 if none), on a task that has run ``runs`` configs (the query's own run among them)
-        whose mean deviation from the experience is ``shift`` and whose ``task_ratio`` is ``ratio``."""
+        whose mean deviation from the experience is ``shift`` and whose ``task_ratio`` is ``ratio``. A query with
+        epochs on a task said to have run nothing (``runs`` 0) is itself that task's one run: its own deviation
+        and ratio stand for the task's."""
         k = observed.long().clamp(0, self.max_epochs - 1)
         t = (target.long() - 1).clamp(0, self.max_epochs - 1)
         t = torch.maximum(t, k)  # an epoch already observed is predicted as the next one would be
         at_k = (k - 1).clamp_min(0).unsqueeze(1)
         seen = (observed > 0).to(expected)
-        deviation = (last - expected.gather(1, at_k).squeeze(1)) * seen
-        context = context_of(runs)
+        expected_at_k = expected.gather(1, at_k).squeeze(1)
+        deviation = (last - expected_at_k) * seen
+        alone = (runs == 0) & (observed > 0)
+        shift = torch.where(alone, deviation, shift)
+        ratio = torch.where(alone, task_ratio(last.unsqueeze(1), expected_at_k.unsqueeze(1)), ratio)
+        context = context_of(torch.where(alone, torch.ones_like(runs), runs))
         shown = (context > 0).to(expected)
         x = design(expected, last * seen, deviation, shift * shown, ratio * shown, t)
         mean = (self.coef[context, k, t] * x).sum(1)

@@ -5,6 +5,7 @@ with ``load_pretrained``."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +60,12 @@ def load_surrogate(path: str | Path) -> L.LightningModule:
     from lit_transfer.surrogate.base import SurrogateModule
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        data = Path(path).read_bytes()  # read once: the class is looked up in the same bytes the weights load from
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         cls = import_object(checkpoint["surrogate_class"])
         if not (isinstance(cls, type) and issubclass(cls, SurrogateModule)):
             raise TypeError(f"{checkpoint['surrogate_class']} is not a surrogate")
-        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+        return cls.load_from_checkpoint(io.BytesIO(data), map_location="cpu", weights_only=True).eval()
     except FileNotFoundError:
         raise
     except Exception as err:

@@ -13,7 +13,6 @@ rest.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
+from lit_transfer.surrogate.data import prefix_channels
 from lit_transfer.surrogate.experience import ExperienceMean
 from lit_transfer.surrogate.forecast import Forecast, task_ratio
 
@@ -87,18 +87,11 @@ class ExperienceSurrogate(SurrogateModule):
         each config's ``curves`` so far and the task's ``observed`` (config, curve) pairs (``PerformancePredictor``)."""
         n = len(configs)
         inputs = self.encoding.inputs(configs, task_features, curves, fidelity)  # validates shapes and epochs
-        curves = [list(c) for c in curves] if curves is not None else [[] for _ in range(n)]
+        seen = inputs["mask"].sum(1)  # each config's observed epochs; its values are the prefix's metric channel
+        last = inputs["prefix"][..., 0].gather(1, (seen.long() - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
         with torch.no_grad():
             expected, spread, mass = self._experience(inputs["config"], inputs["task"][0])
-            last = torch.tensor([self._value(c[-1]) if c else 0.0 for c in curves])
-            seen = torch.tensor([float(len(c)) for c in curves])
             shift, ratio, runs = (x.expand(n) for x in self._shift(observed, inputs["task"][0]))
-            # a config with epochs is itself a run of the task, even when ``observed`` leaves it out
-            alone = (runs == 0) & (seen > 0)
-            at_k = expected.gather(1, (seen.long() - 1).clamp(0, expected.shape[1] - 1).unsqueeze(1))
-            shift = torch.where(alone, last - at_k.squeeze(1), shift)
-            ratio = torch.where(alone, task_ratio(last.unsqueeze(1), at_k), ratio)
-            runs = torch.where(alone, torch.ones_like(runs), runs)
             mean, var = self.forecast(expected, spread, mass, last, seen, shift, ratio, runs, inputs["fidelity"])
         if self.hparams.metric_range is not None:
             mean = mean.clamp(*self.hparams.metric_range)
@@ -109,11 +102,6 @@ class ExperienceSurrogate(SurrogateModule):
         tasks = task.expand(len(config), -1)
         return self.experience(config.float(), tasks, memory, self.normalized_task(tasks))
 
-    def _value(self, point: Mapping[str, float]) -> float:
-        """An epoch's metric; a missing or non-finite one (a diverged run) counts as 0."""
-        value = point.get(self.encoding.metric)
-        return 0.0 if value is None or not math.isfinite(value) else float(value)
-
     def _shift(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The task's mean deviation from the experience over the configs it has run (each at its last epoch),
         their ratio (``task_ratio``) and how many they are."""
@@ -122,6 +110,6 @@ class ExperienceSurrogate(SurrogateModule):
             return torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
         expected, _, _ = self._experience(self.encoding.configs([c for c, _ in pairs]), task)
         at = torch.tensor([min(len(curve), self.encoding.max_epochs) - 1 for _, curve in pairs])
-        last = torch.tensor([self._value(curve[-1]) for _, curve in pairs])
+        last = torch.tensor([prefix_channels(curve[-1], self.encoding.metric, 1.0)[0] for _, curve in pairs])
         at_last = expected.gather(1, at.unsqueeze(1)).squeeze(1)
         return (last - at_last).mean(), task_ratio(last, at_last), torch.tensor(len(pairs))

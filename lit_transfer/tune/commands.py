@@ -62,8 +62,9 @@ def experience_surrogates(metadataset: str, own: str | None = None, method: str 
     """The pretrained surrogates ``method`` uses (``suggest``: Transfer's): meta-trained on the meta-dataset, or
     on it plus the user's own experience (``surrogate train --own``, written beside the user's file)."""
     from lit_transfer.surrogate import load_pretrained
+    from lit_transfer.tune.methods import PERFORMANCE_SURROGATE
 
-    targets = ("refit", "cost") if method in ("quicktune", "dyhpo") else ("performance", "cost")
+    targets = (PERFORMANCE_SURROGATE.get(method, "performance"), "cost")
     return load_pretrained(own if own is not None else metadataset, targets)
 
 

@@ -41,7 +41,7 @@ from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate.pretrained import Surrogates, load_surrogate, save_weights
 from lit_transfer.surrogate.training import DEFAULT_RECIPES, train_surrogate
 from lit_transfer.tune.loop import Budget, Step, incumbent_at, run_tuning
-from lit_transfer.tune.methods import METHODS, RANDOMNESS, build_method
+from lit_transfer.tune.methods import METHODS, PERFORMANCE_SURROGATE, RANDOMNESS, build_method
 from lit_transfer.tune.replay import ReplayEvaluator
 from lit_transfer.tune.stats import bootstrap_ci, critical_difference, parallel_summary, wilcoxon_against
 
@@ -137,12 +137,11 @@ def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> Sur
     loaded from the fold's cache)."""
     folder = Path(plan.out) / "surrogates"
     folder.mkdir(parents=True, exist_ok=True)
-    needed = {"performance": "transfer" in plan.methods, "cost": True,
-              "refit": bool({"quicktune", "dyhpo"} & set(plan.methods))}  # fmt: skip
+    needed = {"cost", *(PERFORMANCE_SURROGATE[m] for m in plan.methods if m in PERFORMANCE_SURROGATE)}
     recipes = {"performance": plan.perf_config, "cost": plan.cost_config, "refit": plan.refit_config}
     modules = {}
     for target, recipe in recipes.items():
-        if not needed[target]:
+        if target not in needed:
             continue
         # the recipe's content names the file: a changed recipe never loads a surrogate cached from the old one
         digest = hashlib.sha256(Path(recipe).read_bytes()).hexdigest()[:8]

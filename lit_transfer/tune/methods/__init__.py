@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from lit_transfer.surrogate.pretrained import Surrogates
 
 METHODS = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb")
+# the surrogate each surrogate method predicts with (a target of ``surrogate.pretrained.ROLES``); all use the cost one
+PERFORMANCE_SURROGATE = {"transfer": "performance", "quicktune": "refit", "dyhpo": "refit"}
 # what a method's seed changes: nothing (deterministic given the experience), its refits, or its choices
 RANDOMNESS = {
     "transfer": "none", "portfolio": "none", "default": "none", "zero_shot": "none", "quicktune": "refit",
@@ -47,9 +49,9 @@ def build_method(
     file of Optuna's study (what it resumes from)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    if name in ("transfer", "quicktune", "dyhpo"):
+    if name in PERFORMANCE_SURROGATE:
         found = surrogates()
-        perf = found.perf if name == "transfer" else found.refit
+        perf = found.perf if PERFORMANCE_SURROGATE[name] == "performance" else found.refit
         common = {
             "perf": perf, "cost": found.cost, "task_features": task_features, "acquisition": acquisition,
             "horizon": horizon, "incumbent": incumbent, "seed": seed,
@@ -72,6 +74,6 @@ def build_method(
 
 
 __all__ = [
-    "DEHB", "METHODS", "RANDOMNESS", "Default", "DyHPO", "OptunaTPE", "Portfolio", "QuickTune", "RandomSearch",
-    "SurrogateMethod", "Transfer", "Trial", "TuningMethod", "ZeroShot", "build_method",
+    "DEHB", "METHODS", "PERFORMANCE_SURROGATE", "RANDOMNESS", "Default", "DyHPO", "OptunaTPE", "Portfolio",
+    "QuickTune", "RandomSearch", "SurrogateMethod", "Transfer", "Trial", "TuningMethod", "ZeroShot", "build_method",
 ]  # fmt: skip

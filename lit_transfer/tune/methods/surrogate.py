@@ -32,8 +32,8 @@ class SurrogateMethod(TuningMethod):
         task_features: the task's meta-features (``metadataset.build.task_features``).
         cost: a cost surrogate (``CostPredictor``) for cost-aware EI (optional).
         acquisition: ``ei``, ``cost_ei`` (EI per predicted second, ``cost_power``), ``ei_remaining`` (EI of the
-            final value per epoch still to run; with ``horizon: final``) or ``ucb`` (``beta``). The default,
-            ``ei_remaining``, takes a config that is forecast to beat the incumbent to its end instead of starting
+            final value per epoch still to run; with ``horizon: final``) or ``ucb`` (``beta``).
+            ``ei_remaining`` takes a config that is forecast to beat the incumbent to its end instead of starting
             ever more configs whose forecasts are as good but further from done (plain EI of the final value
             spreads a budget thin: it ignores what reaching the final value costs).
         horizon: the epoch a candidate is scored at: ``final`` (its predicted last-epoch value, given its curve
@@ -60,9 +60,9 @@ class SurrogateMethod(TuningMethod):
             raise ValueError(f"horizon must be 'final' or 'next', got {horizon!r}")
         if acquisition == "ei_remaining" and horizon != "final":
             raise ValueError("acquisition 'ei_remaining' scores final values: use it with horizon 'final'")
-        self.perf, self.cost, self.task_features = perf, cost, dict(task_features)
         if incumbent not in ("observed", "predicted"):
             raise ValueError(f"incumbent must be 'observed' or 'predicted', got {incumbent!r}")
+        self.perf, self.cost, self.task_features = perf, cost, dict(task_features)
         self.acquisition, self.cost_power, self.beta, self.horizon = acquisition, cost_power, beta, horizon
         self.incumbent = incumbent
 
@@ -108,9 +108,7 @@ class SurrogateMethod(TuningMethod):
         if self.incumbent == "observed" or self.horizon != "final":
             return self.best()[1]
         started = [float(m) for m, curve in zip(mean, curves, strict=True) if curve]
-        finished = [
-            self.value(curve[-1]) for _, curve in self.observed.values() if len(curve) >= self.max_epochs and curve
-        ]
+        finished = [self.value(curve[-1]) for _, curve in self.observed.values() if len(curve) >= self.max_epochs]
         return max(started + finished, default=self.best()[1])
 
     def ask(self) -> Trial | None:
