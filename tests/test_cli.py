@@ -31,6 +31,15 @@ def test_help_and_print_config(tmp_path):
     assert config["model"]["init_args"]["model"] == "assets/models/tiny-phi3"
 
 
+def test_commands_print_no_third_party_noise(tmp_path):
+    """Libraries that log on import (bitsandbytes on a CPU with AVX-512 BF16) are silenced before they load."""
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("usage:")
+    assert result.stderr == ""
+    printed = run_cli("fit", "--config", str(CONFIG), "--print_config", cwd=REPO)
+    assert printed.returncode == 0 and printed.stderr == ""
+
+
 def test_unknown_command_is_named(tmp_path):
     result = run_cli("fitt", cwd=REPO)
     assert result.returncode != 0 and "unknown command 'fitt'" in result.stderr
