@@ -5,11 +5,11 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import fit
+from conftest import fit, write_synthetic_metadataset
 from scipy.stats import norm
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
-from lit_transfer.space import SearchSpace
+from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.surrogate import CostSurrogate, ExperienceSurrogate, MetaDataModule, PerformanceSurrogate
 from lit_transfer.tune.acquisition import (
     cost_aware_expected_improvement,
@@ -95,6 +95,26 @@ def test_replay_serves_recorded_curves_and_epoch_costs(task):
     assert seconds == pytest.approx(run.curve[3]["seconds"] - run.curve[2]["seconds"])
     with pytest.raises(ValueError, match=r"epochs 1\.\.8"):
         evaluator.run(Trial(config, 9))
+
+
+def test_portfolio_ranks_the_configs_every_other_task_ran(tmp_path):
+    """Own configs have one result each, not an average, and the held-out task never ran them: the portfolio ranks
+    the shared core only, so on a task with own configs it replays every choice it makes."""
+    path = tmp_path / "own.sqlite"
+    write_synthetic_metadataset(path, configs=6, own=4)
+    ranked = portfolio(str(path), exclude="t3")
+    with MetaDataset(str(path)) as store:
+        finals = {}
+        for run in store.runs():
+            finals.setdefault(run.config_key, {})[run.task] = run.curve[-1]["metrics"]["val/acc"]
+    shared = {k for k, by_task in finals.items() if {"t0", "t1", "t2"} <= set(by_task)}
+    keys = [PipelineConfig(c).key() for c in ranked]
+    assert len(shared) == 6 and set(keys) == shared
+    means = [np.mean([finals[k][t] for t in ("t0", "t1", "t2")]) for k in keys]
+    assert means == sorted(means, reverse=True)
+    evaluator = ReplayEvaluator.from_store(str(path), "t3")
+    history = run_tuning(Portfolio(SPACE, ranked), evaluator, Budget(64))
+    assert {s.config_key for s in history} == shared and all(s.status == "ok" for s in history)
 
 
 @pytest.mark.parametrize(

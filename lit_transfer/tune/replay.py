@@ -52,15 +52,20 @@ class ReplayEvaluator:
 def portfolio(
     path: str, exclude: str | Sequence[str] = (), metric: str = "val/acc", size: int | None = None
 ) -> list[dict[str, Any]]:
-    """Configs ranked by their mean final metric over the meta-dataset's tasks (without the ``exclude`` task or
-    tasks), best first."""
+    """The shared configs (those every task but the ``exclude`` ones ran) ranked by their mean final metric over
+    those tasks, best first. A config only one task ran (its own) has one result, not an average, and on a new
+    task it would be a guess: the portfolio knows what did well across tasks, nothing more."""
     excluded = {exclude} if isinstance(exclude, str) else set(exclude)
-    scores: dict[str, list[float]] = {}
+    scores: dict[str, dict[str, float]] = {}
     configs: dict[str, dict[str, Any]] = {}
     with MetaDataset(path) as store:
+        tasks = [t for t in store.tasks() if t not in excluded]
         for run in store.runs():
             if run.task not in excluded:
-                scores.setdefault(run.config_key, []).append(final_score(run, metric))
+                scores.setdefault(run.config_key, {})[run.task] = final_score(run, metric)
                 configs[run.config_key] = dict(run.config)
-    ranked = sorted(scores, key=lambda k: statistics.mean(scores[k]), reverse=True)
+    shared = [k for k in scores if len(scores[k]) == len(tasks)]
+    if not shared:
+        raise MetaDatasetError(f"{path}: no config was run on every task, so there is no portfolio to rank")
+    ranked = sorted(shared, key=lambda k: (statistics.mean(scores[k].values()), k), reverse=True)
     return [configs[k] for k in ranked[:size]]

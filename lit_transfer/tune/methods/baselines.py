@@ -29,10 +29,10 @@ class Default(TuningMethod):
 
 
 class Portfolio(TuningMethod):
-    """The configs that did best on average over the meta-dataset's tasks, in that order, each to the last epoch.
+    """The shared configs that did best on average over the meta-dataset's tasks, in that order, each to the last epoch.
 
     Args:
-        ranked: configs best first (``portfolio_from_metadataset``).
+        ranked: configs best first (``lit_transfer.tune.replay.portfolio``: the shared configs by their mean).
     """
 
     name = "portfolio"
