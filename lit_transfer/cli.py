@@ -233,7 +233,7 @@ def tune(
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
     record_into: str | None = None, task_name: str | None = None, own: str | None = None,
-    incumbent: Literal["observed", "predicted"] = "observed",
+    incumbent: Literal["observed", "predicted"] = "observed", drop_below: float | None = None,
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -253,6 +253,8 @@ def tune(
         horizon: final | next: the epoch surrogate methods score a candidate at.
         incumbent: observed | predicted: what EI must beat (the best value seen, or the best forecast final value
             of the configs run so far).
+        drop_below: surrogate methods keep training the config advanced last while its predicted chance of ending
+            above every other config's best is at least this (null: the acquisition chooses every step).
         executor: local (this process, or worker processes when workers > 1) | ray (Ray actors).
         workers: trial steps in flight at once (asynchronous: a freed worker gets the next ask at once).
         threads: torch threads per worker (default: this machine's cores shared among local workers; 1 on Ray).
@@ -294,6 +296,7 @@ def tune(
             seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
             record_into=record_into, task_name=task_name, own=own, incumbent=incumbent,
+            drop_below=drop_below,
         )  # fmt: skip
     finally:
         for writer in writers:

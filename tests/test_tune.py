@@ -86,6 +86,36 @@ def test_ei_remaining_takes_a_promising_config_to_its_end(task, surrogates):
     assert deepest == SPACE.max_epochs and started < len({step.config_key for step in plain})
 
 
+class _Forecasts:
+    """A performance predictor whose forecasts are set by hand: a config with epochs ends 0.1 above its last
+    value, give or take 0.05; a fresh config is 0.5 give or take 0.3 (nothing is known of it)."""
+
+    def predict(self, configs, task_features, curves, fidelity, observed=()):
+        mean = np.array([c[-1]["val/acc"] + 0.1 if c else 0.5 for c in curves])
+        return mean, np.array([0.05 if c else 0.3 for c in curves])
+
+
+def test_drop_below_keeps_a_config_until_it_cannot_win():
+    configs = [dict(c.values) for c in SPACE.sample(3, seed=1)]
+    a = PipelineConfig(configs[0]).key()
+
+    def tuner(**kwargs):
+        method = Transfer(SPACE, configs, _Forecasts(), {}, **kwargs)
+        method.tell(Trial(configs[0], 1), [{"val/acc": 0.3}])
+        method.last = a  # as if a's first epoch was the last ask
+        return method
+
+    # plain EI leaves a (0.4 +- 0.05) for a fresh config (0.5 +- 0.3); with drop_below it goes on with a
+    assert tuner().ask().key != a
+    assert tuner(drop_below=0.2).ask() == Trial(configs[0], 2)
+    # once another config has reached 0.9, a cannot win: the acquisition chooses again (not a)
+    method = tuner(drop_below=0.2)
+    method.tell(Trial(configs[1], 1), [{"val/acc": 0.9}])
+    assert method.ask().key != a
+    with pytest.raises(ValueError, match="drop_below"):
+        tuner(drop_below=1.5)
+
+
 def test_replay_serves_recorded_curves_and_epoch_costs(task):
     evaluator, _ = task
     config = evaluator.configs()[0]

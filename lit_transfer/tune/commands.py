@@ -119,7 +119,7 @@ def tune(
     on_start: Callable[[Any], None] | None = None, executor: str = "local", workers: int = 1,
     threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
     storage: str | None = None, record_into: str | None = None, task_name: str | None = None,
-    own: str | None = None, incumbent: str = "observed",
+    own: str | None = None, incumbent: str = "observed", drop_below: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
@@ -154,7 +154,7 @@ def tune(
         tuner = build_method(
             method, search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
             lambda: experience_surrogates(metadataset, own, method), metadataset, seed=seed, acquisition=acquisition,
-            horizon=horizon, incumbent=incumbent,
+            horizon=horizon, incumbent=incumbent, drop_below=drop_below,
             optuna_storage=str(Path(out) / "optuna.journal"),
         )  # fmt: skip
         evaluator = FinetuneEvaluator(data, settings, storage or out)

@@ -65,6 +65,8 @@ class EvaluationPlan:
         horizon: the epoch the surrogate methods score a candidate at (``final`` or ``next``).
         incumbent: what the surrogate methods' EI must beat: the best value ``observed``, or the best final value
             ``predicted`` of the configs run so far.
+        drop_below: the surrogate methods keep training the config advanced last while its chance of ending
+            above every other config's best is at least this (``None``: the acquisition chooses every step).
         quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
         dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
         perf_config: YAML the performance surrogate of each fold is meta-trained with (Transfer's).
@@ -88,6 +90,7 @@ class EvaluationPlan:
     acquisition: str = "ei"
     horizon: str = "final"
     incumbent: str = "observed"
+    drop_below: float | None = None
     quicktune_refit_steps: int = 20
     dyhpo_refit_steps: int = 30
     perf_config: str = DEFAULT_RECIPES["performance"]
@@ -195,6 +198,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                             method, space, evaluator.configs(), task_features[task],
                             surrogates, plan.metadataset, exclude_tasks=held_out, seed=seed,
                             acquisition=plan.acquisition, horizon=plan.horizon, incumbent=plan.incumbent,
+                            drop_below=plan.drop_below,
                             quicktune_refit_steps=plan.quicktune_refit_steps,
                             dyhpo_refit_steps=plan.dyhpo_refit_steps,
                             optuna_storage=str(state.with_suffix(".optuna.journal")),

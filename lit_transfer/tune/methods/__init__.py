@@ -39,6 +39,7 @@ def build_method(
     acquisition: str = "ei",
     horizon: str = "final",
     incumbent: str = "observed",
+    drop_below: float | None = None,
     quicktune_refit_steps: int = 20,
     dyhpo_refit_steps: int = 30,
     optuna_storage: str | None = None,
@@ -54,7 +55,7 @@ def build_method(
         perf = found.perf if PERFORMANCE_SURROGATE[name] == "performance" else found.refit
         common = {
             "perf": perf, "cost": found.cost, "task_features": task_features, "acquisition": acquisition,
-            "horizon": horizon, "incumbent": incumbent, "seed": seed,
+            "horizon": horizon, "incumbent": incumbent, "drop_below": drop_below, "seed": seed,
         }  # fmt: skip
         if name == "transfer":
             return Transfer(space, candidates, **common)
