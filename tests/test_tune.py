@@ -95,7 +95,7 @@ class _Forecasts:
         return mean, np.array([0.05 if c else 0.3 for c in curves])
 
 
-def test_drop_below_keeps_a_config_until_it_cannot_win():
+def test_drop_below_keeps_a_config_while_it_can_win_or_is_on_track():
     configs = [dict(c.values) for c in SPACE.sample(3, seed=1)]
     a = PipelineConfig(configs[0]).key()
 
@@ -112,6 +112,10 @@ def test_drop_below_keeps_a_config_until_it_cannot_win():
     method = tuner(drop_below=0.2)
     method.tell(Trial(configs[1], 1), [{"val/acc": 0.9}])
     assert method.ask().key != a
+    # unless it is on track: level with that config at the same epoch (0.3 against 0.2), however high it rose after
+    method = tuner(drop_below=0.2)
+    method.tell(Trial(configs[1], 2), [{"val/acc": 0.2}, {"val/acc": 0.9}])
+    assert method.ask() == Trial(configs[0], 2)
     with pytest.raises(ValueError, match="drop_below"):
         tuner(drop_below=1.5)
 

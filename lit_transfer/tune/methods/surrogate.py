@@ -131,16 +131,23 @@ class SurrogateMethod(TuningMethod):
         return Trial(chosen, self.epochs_done(chosen) + 1)
 
     def continued(self, pool: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The config advanced last, if it can advance and still has at least a ``drop_below`` chance of ending
-        above the best value any other config has reached (``None`` otherwise, or without ``drop_below``)."""
+        """The config advanced last, if it can advance and is on track (at its epoch, at least level with every
+        other config at the same epoch: what a late riser looks like on a task whose curves all rise late) or
+        still has at least a ``drop_below`` chance of ending above the best value any other config has reached
+        (``None`` otherwise, or without ``drop_below``)."""
         if self.drop_below is None or self.last is None:
             return None
         config = next((c for c in pool if PipelineConfig(c).key() == self.last), None)
         if config is None:
             return None
-        others = [self.value(p) for key, (_, curve) in self.observed.items() if key != self.last for p in curve]
+        others = [curve for key, (_, curve) in self.observed.items() if key != self.last]
         if not others:
             return config
+        own = self.curve(config)
+        level = [self.value(curve[len(own) - 1]) for curve in others if len(curve) >= len(own)]
+        if own and level and self.value(own[-1]) >= max(level):
+            return config  # on track: level with the best other config at the same epoch
+        others = [self.value(p) for curve in others for p in curve]
         observed = [o for k, o in self.observed.items() if k not in self.pending] + self.fantasies()
         mean, std = self.perf.predict([config], self.task_features, [self.curve(config)], [self.max_epochs],
                                       observed=observed)  # fmt: skip
