@@ -24,6 +24,7 @@ _WARNINGS = [
     (Warning, r".*configure_optimizers` returned `None`.*"),  # a surrogate fitted without gradient steps
     (Warning, r".*`training_step` returned `None`.*"),
     (Warning, r".*but have no `validation_step`.*"),
+    (UserWarning, r".*Encountered `nan` values in tensor.*"),  # a diverged run: its status says so
     (FutureWarning, r".*"),
     (DeprecationWarning, r".*"),
 ]

@@ -4,6 +4,7 @@ exits 1; no traceback without ``--debug``."""
 import json
 import shutil
 import sqlite3
+import warnings
 
 import pytest
 import yaml
@@ -162,6 +163,18 @@ def test_a_locked_tune_folder_is_a_clear_error(world, tmp_path, capsys):
 def test_debug_shows_the_traceback(world, tmp_path):
     with pytest.raises(ValueError, match="budget must be > 0"):
         cli.main(["--debug", *tune(world, _good(tmp_path, "d"))[:4], "0", "--metadataset", world["meta"]])
+
+
+def test_known_third_party_noise_is_filtered():
+    """What a diverged run's metrics warn (torchmetrics drops NaN) says nothing the run's status does not."""
+    from lit_transfer.quiet import silence
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence()
+        warnings.warn("Encountered `nan` values in tensor. Will be removed.", UserWarning, stacklevel=1)
+        warnings.warn("something of ours", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["something of ours"]
 
 
 def test_a_diverged_fit_exits_1_with_its_curve_kept(world, tmp_path, capsys):
