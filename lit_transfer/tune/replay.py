@@ -59,11 +59,11 @@ def portfolio(
     scores: dict[str, dict[str, float]] = {}
     configs: dict[str, dict[str, Any]] = {}
     with MetaDataset(path) as store:
-        tasks = [t for t in store.tasks() if t not in excluded]
         for run in store.runs():
             if run.task not in excluded:
                 scores.setdefault(run.config_key, {})[run.task] = final_score(run, metric)
                 configs[run.config_key] = dict(run.config)
+    tasks = {task for by_task in scores.values() for task in by_task}  # those with runs
     shared = [k for k in scores if len(scores[k]) == len(tasks)]
     if not shared:
         raise MetaDatasetError(f"{path}: no config was run on every task, so there is no portfolio to rank")

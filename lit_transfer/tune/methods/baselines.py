@@ -29,7 +29,8 @@ class Default(TuningMethod):
 
 
 class Portfolio(TuningMethod):
-    """The shared configs that did best on average over the meta-dataset's tasks, in that order, each to the last epoch.
+    """The shared configs that did best on average over the meta-dataset's tasks, in that order, each to the last
+    epoch.
 
     Args:
         ranked: configs best first (``lit_transfer.tune.replay.portfolio``: the shared configs by their mean).

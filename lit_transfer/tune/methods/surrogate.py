@@ -92,11 +92,14 @@ class SurrogateMethod(TuningMethod):
         mean, _ = self.perf.predict(configs, self.task_features, curves, fidelity, observed=observed)
         return [(c, [*curve, {self.metric: float(m)}]) for c, curve, m in zip(configs, curves, mean, strict=True)]
 
+    def conditioning(self) -> list[tuple[dict[str, Any], list[dict[str, float]]]]:
+        """What the surrogate is told of the task: every observation, the trials in flight as their fantasies."""
+        return [o for k, o in self.observed.items() if k not in self.pending] + self.fantasies()
+
     def scores(self, pool: list[dict[str, Any]]) -> np.ndarray:
         curves = [self.curve(c) for c in pool]
         fidelity = [self.max_epochs if self.horizon == "final" else len(curve) + 1 for curve in curves]
-        observed = [o for k, o in self.observed.items() if k not in self.pending] + self.fantasies()
-        mean, std = self.perf.predict(pool, self.task_features, curves, fidelity, observed=observed)
+        mean, std = self.perf.predict(pool, self.task_features, curves, fidelity, observed=self.conditioning())
         best = self.reference(pool, curves, mean) if self.observed else 0.0
         if self.acquisition == "ucb":
             return upper_confidence_bound(mean, std, self.beta)
@@ -147,11 +150,10 @@ class SurrogateMethod(TuningMethod):
         level = [self.value(curve[len(own) - 1]) for curve in others if len(curve) >= len(own)]
         if own and level and self.value(own[-1]) >= max(level):
             return config  # on track: level with the best other config at the same epoch
-        others = [self.value(p) for curve in others for p in curve]
-        observed = [o for k, o in self.observed.items() if k not in self.pending] + self.fantasies()
-        mean, std = self.perf.predict([config], self.task_features, [self.curve(config)], [self.max_epochs],
-                                      observed=observed)  # fmt: skip
-        chance = 1.0 - norm.cdf(max(others), loc=float(mean[0]), scale=max(float(std[0]), 1e-9))
+        best_other = max(self.value(p) for curve in others for p in curve)
+        mean, std = self.perf.predict([config], self.task_features, [own], [self.max_epochs],
+                                      observed=self.conditioning())  # fmt: skip
+        chance = 1.0 - norm.cdf(best_other, loc=float(mean[0]), scale=max(float(std[0]), 1e-9))
         return config if chance >= self.drop_below else None
 
     def state_dict(self) -> dict[str, Any]:
