@@ -230,8 +230,10 @@ def dates_units(world: World, people: list[Person], rng: random.Random, level: i
 
 
 def multiple_choice(world: World, people: list[Person], rng: random.Random, level: int = 1) -> list[Example]:
-    """Pick the option of a given kind by its letter; the options are in the context. Level 1: the animal or the
-    colour among three options; level 2: the city, the company or the country among five names."""
+    """Pick the option of a given kind; the lettered options are in the context and the answer is the option
+    itself (answering with its letter, every run of the small base model stayed at the most frequent letter: it
+    cannot point from a letter back to its option). Level 1: the animal or the colour among three options; level 2:
+    the city, the company or the country among five names."""
     out = []
     letters = "ABCDE"
     if level == 1:
@@ -247,8 +249,8 @@ def multiple_choice(world: World, people: list[Person], rng: random.Random, leve
         options = [truth, *rng.sample(others, n - 1)]
         rng.shuffle(options)
         context = " ".join(f"{letters[i]}) {v}" for i, v in enumerate(options))
-        question = f"Which option is {'an' if kind == 'animal' else 'a'} {kind}? Answer with the letter."
-        out.append({"question": question, "answer": letters[options.index(truth)], "context": context})
+        question = f"Which option is {'an' if kind == 'animal' else 'a'} {kind}?"
+        out.append({"question": question, "answer": truth, "context": context})
     return out
 
 
