@@ -227,13 +227,14 @@ def surrogate_evaluate(
 
 def tune(
     data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds", method: Method = "transfer",
-    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei",
+    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei_remaining",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
     executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
     record_into: str | None = None, task_name: str | None = None, own: str | None = None,
-    incumbent: Literal["observed", "predicted"] = "observed", drop_below: float | None = None,
+    incumbent: Literal["observed", "predicted"] = "predicted", drop_below: float | None = 0.2,
+    compare_default: bool = False,
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -265,6 +266,7 @@ def tune(
         record_into: your own meta-dataset file: every trial (curve so far, cost, status) is recorded into it.
         task_name: the task's name there (default: the data folder's name).
         own: your own meta-dataset, with surrogates from ``surrogate train --own``, used besides ``metadataset``.
+        compare_default: then train the default config as long as the chosen one (outside the budget) and test it.
     """
     from lit_transfer.tune.commands import tune as run_tune
     from lit_transfer.tune.finetuning import trial_id
@@ -296,7 +298,7 @@ def tune(
             seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
             record_into=record_into, task_name=task_name, own=own, incumbent=incumbent,
-            drop_below=drop_below,
+            drop_below=drop_below, compare_default=compare_default,
         )  # fmt: skip
     finally:
         for writer in writers:
@@ -304,6 +306,11 @@ def tune(
     print(json_module.dumps(result, indent=2, default=str))
     if result.get("why"):
         print(f"why this config: {result['why']}")
+    if result.get("default"):
+        default = result["default"]
+        outcome = f"{default['test']['test/acc']:.3f}" if "test" in default else default["status"]
+        print(f"test/acc {result['test']['test/acc']:.3f} with the chosen config in {result['epochs']} epochs; the "
+              f"default config in {default['epochs']} epochs: {outcome}")  # fmt: skip
 
 
 def evaluate(plan: EvaluationPlan) -> None:

@@ -25,6 +25,7 @@ _WARNINGS = [
     (Warning, r".*`training_step` returned `None`.*"),
     (Warning, r".*but have no `validation_step`.*"),
     (UserWarning, r".*Encountered `nan` values in tensor.*"),  # a diverged run: its status says so
+    (UserWarning, r".*Be aware that when using `ckpt_path`.*"),  # testing a trial's best checkpoint
     (FutureWarning, r".*"),
     (DeprecationWarning, r".*"),
 ]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lit_transfer.surrogate.evaluate import tau
-from lit_transfer.surrogate.experience import CONFIG_SCALES, TASK_SCALES, ExperienceMean
+from lit_transfer.surrogate.experience import CONFIG_SCALES, PRIOR_MASSES, TASK_SCALES, ExperienceMean
 
 
 def remembered() -> ExperienceMean:
@@ -49,10 +49,44 @@ def test_a_family_left_out_is_not_used_and_similar_tasks_weigh_more():
     assert near_b[1, 1] > near_b[0, 1]  # on a task like b-1, config 2 ranks first
 
 
+def test_a_far_config_is_the_task_prior_not_the_one_distant_run_nearest_to_it():
+    """Far from every recorded config, the prediction is what similar tasks reached over all their configs, with
+    their spread; one run of a distant task near the config does not decide it."""
+    experience = remembered()
+    experience.log_task_scale.fill_(math.log(1.0))
+    experience.log_prior_mass.fill_(math.log(1.0))
+    on_a = torch.tensor([0.1])  # a task like a-1 and a-2, unlike b-1
+    mean, spread, mass = ask(experience, [[0.25, 0.75], [0.0, 0.0]], on_a)
+    a_finals = torch.tensor([0.6, 0.4, 0.2, 0.5, 0.3, 0.1])
+    assert mass[0].item() < 1e-6
+    assert mean[0, 1].item() == pytest.approx(a_finals.mean().item(), abs=0.02)
+    assert spread[0, 1].item() == pytest.approx(a_finals.var(unbiased=False).item(), abs=0.02)
+    # a recorded config, near two similar tasks, keeps most of their mean
+    assert mean[1, 1].item() == pytest.approx((2 * 0.55 + 0.35) / 3, abs=0.02)
+    # a config only a distant task ran: without the prior its one run decides; with it, the similar tasks do
+    lone = ExperienceMean(config_dim=2, task_dim=1, max_epochs=2)
+    configs = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.0, 0.0], [0.5, 0.5], [0.0, 0.0], [1.0, 1.0]])
+    tasks = ["a-1", "a-1", "a-2", "a-2", "b-1", "b-1"]
+    finals = torch.tensor([0.4, 0.2, 0.3, 0.1, 0.1, 0.9])
+    features = {"a-1": torch.tensor([0.0]), "a-2": torch.tensor([0.2]), "b-1": torch.tensor([5.0])}
+    lone.remember(configs, tasks, [t[0] for t in tasks], features, torch.stack([finals / 2, finals], 1))
+    lone.log_config_scale.fill_(math.log(0.02))
+    lone.log_task_scale.fill_(math.log(1.0))
+    lone.log_prior_mass.fill_(math.log(1e-15))
+    alone, _, _ = ask(lone, [[1.0, 1.0]], on_a)
+    lone.log_prior_mass.fill_(math.log(1.0))
+    shrunk, spread, _ = ask(lone, [[1.0, 1.0]], on_a)
+    assert alone[0, 1].item() == pytest.approx(0.9, abs=1e-3)
+    assert shrunk[0, 1].item() == pytest.approx(finals[:4].mean().item(), abs=0.02)
+    assert spread[0, 1].item() == pytest.approx(finals[:4].var(unbiased=False).item(), abs=0.02)
+
+
 def test_scales_are_chosen_by_ranking_each_family_from_the_others():
     experience = remembered()
     choice = experience.choose_scales(lambda t: t, tau)
     assert choice["config_scale"] in CONFIG_SCALES and choice["task_scale"] in TASK_SCALES
+    assert choice["prior_mass"] in PRIOR_MASSES
+    assert experience.log_prior_mass.item() == pytest.approx(math.log(choice["prior_mass"]))
     assert experience.log_config_scale[0].item() == pytest.approx(math.log(choice["config_scale"]))
     assert -1.0 <= choice["score"] <= 1.0
 

@@ -86,3 +86,29 @@ def test_summary_of_a_foreign_file_is_a_clear_error(tmp_path):
         [sys.executable, "-m", "lit_transfer", "metadata", "summary", str(bad)], capture_output=True, text=True
     )
     assert result.returncode != 0 and "not an SQLite meta-dataset" in result.stderr
+
+
+def test_feature_correlations_report_rho_and_p_and_set_aside_constant_features(tmp_path):
+    """Features equal on every task are listed as constant (no correlation is defined), the others carry Spearman's
+    rho with its p-value per target, and nothing warns."""
+    import warnings
+
+    from conftest import load_tool, write_synthetic_metadataset
+    from scipy.stats import spearmanr
+
+    tool = load_tool("feature_correlations")
+    path = write_synthetic_metadataset(tmp_path / "m.sqlite", tasks=("t0", "t1", "t2", "t3", "t4"), configs=8, own=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = tool.correlations(str(path))
+    assert {"zero_shot_loss", "zero_shot_acc"} <= set(result["constant"])
+    assert not set(result["constant"]) & set(result["correlations"])
+    best = tool.best_configs(MetaDataset(path))
+    tasks = sorted(best)
+    features = MetaDataset(path).tasks()
+    rates = [math.log10(best[t]["learning_rate"]) for t in tasks]
+    expected = spearmanr([features[t]["log_train_size"] for t in tasks], rates)
+    row, p = result["correlations"]["log_train_size"], result["p_values"]["log_train_size"]
+    assert len(set(rates)) > 1  # the tasks' own configs make their best configs differ
+    assert row["learning_rate"] == pytest.approx(expected.statistic, abs=1e-3)
+    assert p["learning_rate"] == pytest.approx(expected.pvalue, abs=1e-4)

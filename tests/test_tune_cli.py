@@ -15,6 +15,7 @@ import torch
 import yaml
 from conftest import fit, write_synthetic_metadataset
 
+from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import CostSurrogate, ExperienceSurrogate, MetaDataModule, PerformanceSurrogate
 from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
 from lit_transfer.tune.loop import load_state
@@ -159,16 +160,19 @@ def test_a_corrupt_checkpoint_stops_tune_and_changes_nothing(metadataset, qa_dir
 
 @pytest.mark.slow
 def test_the_readme_demo_tunes_a_new_task_with_the_shipped_assets(tmp_path):
-    """The main job as the README runs it (a shorter budget): a new yes/no task, the shipped base model,
-    meta-dataset and pretrained surrogates, real trials, a tested choice."""
-    written = run_cli("metadata", "tasks", "--out", str(tmp_path / "tasks"), "--tasks", "[yes_no]", "--seed", "1")
+    """The main job as the README runs it (a shorter budget): a new v2 task, the shipped base model, experience and
+    pretrained surrogates, real trials, a tested choice, and the default config trained as long and tested."""
+    task = "entity_type-l1-n64"
+    written = run_cli(
+        "metadata", "tasks", "--out", str(tmp_path / "tasks"), "--suite", "v2", "--tasks", f"[{task}]", "--seed", "1"
+    )  # fmt: skip
     assert written.returncode == 0, written.stderr[-3000:]
-    assert (tmp_path / "tasks" / "yes_no" / "test.jsonl").exists()
+    assert (tmp_path / "tasks" / task / "test.jsonl").exists()
     bad = run_cli("metadata", "tasks", "--out", str(tmp_path / "x"), "--tasks", "[poetry]")
     assert bad.returncode != 0 and "unknown task(s) poetry" in bad.stderr
     out = tmp_path / "tune"
     result = run_cli(
-        "tune", "--config", str(REPO / "configs/tune/demo.yaml"), "--data", str(tmp_path / "tasks" / "yes_no"),
+        "tune", "--config", str(REPO / "configs/tune/demo.yaml"), "--data", str(tmp_path / "tasks" / task),
         "--budget", "3", "--budget_unit", "epochs", "--out", str(out), "--candidates", "64",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -176,6 +180,12 @@ def test_the_readme_demo_tunes_a_new_task_with_the_shipped_assets(tmp_path):
     summary = json.loads((out / "result.json").read_text())
     assert summary["steps"] == 3 and 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_model.safetensors").exists()
+    default = summary["default"]  # the usual recipe, trained as long (or as far as tuning took it) and tested
+    assert default["epochs"] >= summary["epochs"] and 0.0 <= default["test"]["test/acc"] <= 1.0
+    assert default["config"] == dict(SearchSpace.from_yaml().default().values)
+    assert yaml.safe_load((REPO / "configs/tune/demo.yaml").read_text())["metadataset"].endswith("v2.sqlite")
+    assert f"the default config in {default['epochs']} epochs: {default['test']['test/acc']:.3f}" in result.stdout
+    assert "Warning" not in result.stderr and "Be aware" not in result.stdout + result.stderr  # quiet
 
 
 @pytest.mark.slow

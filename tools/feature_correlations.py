@@ -1,5 +1,6 @@
 """Which task meta-features carry information about the best pipeline: across the tasks of a meta-dataset, the
-Spearman correlation of each feature with the best config's learning rate (log), LoRA rank and batch size.
+Spearman correlation of each feature with the best config's learning rate (log), LoRA rank and batch size, with
+its p-value.
 
 A task's best config is its best final ``val/acc`` over all its configs (ties: lower final ``val/loss``).
 Writes one JSON object (``--out``), whose table the README shows (``tools/readme_tables.py``).
@@ -36,21 +37,31 @@ def best_configs(store: MetaDataset) -> dict[str, dict]:
 
 
 def correlations(path: str) -> dict:
+    """Per feature and target: Spearman's rho across tasks and its p-value. A feature with one value on every task
+    (the validation size of v2) says nothing about any task; it is listed under ``constant``."""
     with MetaDataset(path) as store:
         features = store.tasks()
         best = best_configs(store)
     tasks = sorted(best)
-    table = {}
+    table, p_values, constant = {}, {}, []
     for name in [*TASK_FEATURES, *EXTRA_FEATURES]:
         values = [features[t].get(name) for t in tasks]
         if any(v is None for v in values):
             continue
-        row = {}
+        if len(set(values)) == 1:
+            constant.append(name)
+            continue
+        table[name], p_values[name] = {}, {}
         for target, read in TARGETS.items():
-            rho = spearmanr(values, [read(best[t]) for t in tasks]).statistic
-            row[target] = None if rho is None or math.isnan(rho) else round(float(rho), 3)
-        table[name] = row
-    return {"metadataset": Path(path).name, "tasks": len(tasks), "correlations": table}
+            targets = [read(best[t]) for t in tasks]
+            if len(set(targets)) == 1:
+                table[name][target] = p_values[name][target] = None
+                continue
+            result = spearmanr(values, targets)
+            table[name][target] = round(float(result.statistic), 3)
+            p_values[name][target] = round(float(result.pvalue), 4)
+    return {"metadataset": Path(path).name, "tasks": len(tasks), "correlations": table, "p_values": p_values,
+            "constant": constant}  # fmt: skip
 
 
 def main() -> None:

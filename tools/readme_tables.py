@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,9 +51,42 @@ def feature_correlations_v2() -> str:
         "|---|---|---|---|",
     ]
     for name, row in result["correlations"].items():
-        cells = ["–" if row[k] is None else f"{row[k]:+.2f}" for k in ("learning_rate", "lora_rank", "batch_size")]
+        p = result["p_values"][name]
+        cells = [
+            "–" if row[k] is None else f"{row[k]:+.2f}" + (" *" if p[k] < 0.05 else "")
+            for k in ("learning_rate", "lora_rank", "batch_size")
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", f"Spearman's rho across the {result['tasks']} tasks; * p < 0.05 (no correction for the "
+              f"{3 * len(result['correlations'])} tests)."]  # fmt: skip
     return "\n".join(lines)
+
+
+def metadata_v2() -> str:
+    """Experience v2 per task, from ``metadata summary --json`` (assets/metadata/v2.summary.json), and its checks."""
+    result = _json("metadata/v2.summary.json")
+    lines = [
+        "| task | family | train examples | runs | failures | best | median | default |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["per_task"]:
+        default = "–" if row["default"] is None else f"{row['default']:.3f}"
+        lines.append(
+            f"| {row['task']} | {row['family']} | {row['train_examples']} | {row['runs']} | {row['failures']} "
+            f"| {row['best']:.3f} | {row['median']:.3f} | {default} |"
+        )
+    checks = ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in result["checks"].items())
+    failures = f"{result['failures']} failure" + ("" if result["failures"] == 1 else "s")
+    lines += [
+        "",
+        f"{result['tasks']} tasks of {result['families']} families, {result['runs']:,} runs, {failures}; "
+        f"{result['shared_configs']} shared configs, at least {result['own_configs_min']} own per task; "
+        f"{result['cpu_hours']:.1f} CPU-hours, {result['seconds_per_run']:.1f} s per run. Mean pairwise Spearman "
+        f"{result['mean_rank_correlation']:.2f}; portfolio top-1 share {result['portfolio_top1_share']:.3f}; "
+        f"{result['distinct_best']} distinct best shared configs; default best on {result['default_best_share']:.3f} "
+        f"of tasks. Checks: {checks}.",
+    ]
+    return "\n".join(lines[:-1] + textwrap.wrap(lines[-1], 116))
 
 
 def parallel_tuning() -> str:
@@ -79,6 +113,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "evaluate-loto": evaluate_loto,
     "run-overhead": run_overhead,
     "feature-correlations-v2": feature_correlations_v2,
+    "metadata-v2": metadata_v2,
 }
 
 

@@ -4,9 +4,12 @@ A surrogate carries its meta-training runs (as buffers, so a checkpoint is self-
 curve as the kernel-weighted mean of the recorded curves of nearby configs on similar tasks: a learned ARD kernel
 on the encoded config times one on the normalized task features. For a recorded config with a narrow config
 kernel this is its mean over the tasks (the "best on average" portfolio's ranking); for a config far from every
-recorded one the kernel's total weight (``mass``) falls towards zero, and so does the evidence: the surrogate's
-uncertainty grows with it. While meta-training, a task's own family is left out of the memory, as a new kind of
-task would be: the weights learn to generalize across families, not to look a task up.
+recorded one the kernel's total weight (``mass``) falls towards zero, and so does the evidence: the prediction
+shrinks towards the task prior (what similar tasks reached over all their configs, with mean and spread), as in
+empirical Bayes, with a prior weight chosen like the lengthscales. Without it, one run of one distant task decided
+a far config's prediction alone (normalizing by a tiny mass): 0.95 for an SGD config recorded once on a
+whole-sentence task, when asked about typing entities. While meta-training, a task's own family is left out of the
+memory, as a new kind of task would be: the weights learn to generalize across families, not to look a task up.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from lit_transfer.surrogate.forecast import HeldOut
 
 CONFIG_SCALES = (0.02, 0.05, 0.1, 0.2, 0.4)  # lengthscales tried on the encoded config (numbers in [0, 1])
 TASK_SCALES = (1.0, 2.0, 4.0, 1e3)  # on standardized task features; 1e3: every task weighs alike
-PRIOR_MASS = 1e-3  # pseudo-weight of the memory's grand mean, so a config far from all records has a mean
+PRIOR_MASSES = (1e-3, 0.3, 1.0, 3.0, 10.0)  # kernel weight given to the task prior (a recorded run near both counts 1)
+GRAND_MASS = 1e-3  # pseudo-weight of the memory's grand mean in the task prior, for a task unlike every other
 
 
 class ExperienceMean(nn.Module):
@@ -38,6 +42,7 @@ class ExperienceMean(nn.Module):
         super().__init__()
         self.register_buffer("log_config_scale", torch.full((config_dim,), math.log(0.1)))
         self.register_buffer("log_task_scale", torch.full((task_dim,), math.log(1e3)))
+        self.register_buffer("log_prior_mass", torch.tensor(math.log(PRIOR_MASSES[0])))
         self.register_buffer("configs", torch.zeros(0, config_dim))  # [M, C] distinct recorded configs
         self.register_buffer("tasks", torch.zeros(0, task_dim))  # [N, F] raw task features
         self.register_buffer("families", torch.zeros(0, dtype=torch.long))  # [N]
@@ -98,10 +103,17 @@ class ExperienceMean(nn.Module):
         weight = task_weight[:, :, None] * config_weight[:, None, :]  # [Q, N, M]
         values = self.values * self.recorded
         mass = torch.einsum("qnm,nme->qe", weight, self.recorded)
-        grand = values.sum((0, 1)) / self.recorded.sum((0, 1)).clamp_min(1.0)  # [E]
-        total = mass + PRIOR_MASS
-        mean = (torch.einsum("qnm,nme->qe", weight, values) + PRIOR_MASS * grand) / total
-        square = (torch.einsum("qnm,nme->qe", weight, values * self.values) + PRIOR_MASS * grand**2) / total
+        # the task prior: every recorded run of similar tasks, whatever its config (its mean and second moment)
+        count = self.recorded.sum((0, 1)).clamp_min(1.0)
+        grand, grand_square = values.sum((0, 1)) / count, (values * self.values).sum((0, 1)) / count  # [E]
+        runs = torch.einsum("qn,ne->qe", task_weight, self.recorded.sum(1)) + GRAND_MASS
+        prior = (torch.einsum("qn,ne->qe", task_weight, values.sum(1)) + GRAND_MASS * grand) / runs
+        prior_square = (torch.einsum("qn,ne->qe", task_weight, (values * self.values).sum(1))
+                        + GRAND_MASS * grand_square) / runs  # fmt: skip
+        prior_mass = self.log_prior_mass.exp()
+        total = mass + prior_mass
+        mean = (torch.einsum("qnm,nme->qe", weight, values) + prior_mass * prior) / total
+        square = (torch.einsum("qnm,nme->qe", weight, values * self.values) + prior_mass * prior_square) / total
         return mean, (square - mean**2).clamp_min(0.0), mass[:, -1]
 
     def held_out(self, normalize: Callable[[torch.Tensor], torch.Tensor]) -> list[HeldOut]:
@@ -121,16 +133,19 @@ class ExperienceMean(nn.Module):
         return out
 
     def choose_scales(
-        self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float]
-    ) -> dict[str, float]:
-        """Pick the config and task lengthscales that rank the final results of each remembered family's tasks best
-        (mean ``score``, e.g. Kendall's tau) from the other families alone, as ``k`` of a nearest-neighbour
-        baseline is chosen: what is chosen is what transfers to a new kind of task."""
+        self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float],
+        prior_masses: Sequence[float] = PRIOR_MASSES,
+    ) -> dict[str, float]:  # fmt: skip
+        """Pick the config and task lengthscales and the prior's weight that rank the final results of each
+        remembered family's tasks best (mean ``score``, e.g. Kendall's tau) from the other families alone, as ``k``
+        of a nearest-neighbour baseline is chosen: what is chosen is what transfers to a new kind of task. (Each
+        task's own configs were run by no other task: they are the far configs the prior's weight is chosen on.)"""
         memory = normalize(self.tasks)
         results = {}
-        for config_scale, task_scale in itertools.product(CONFIG_SCALES, TASK_SCALES):
+        for config_scale, task_scale, prior_mass in itertools.product(CONFIG_SCALES, TASK_SCALES, prior_masses):
             self.log_config_scale.fill_(math.log(config_scale))
             self.log_task_scale.fill_(math.log(task_scale))
+            self.log_prior_mass.fill_(math.log(prior_mass))
             scores = []
             for n in range(len(self.tasks)):
                 rows = (self.recorded[n, :, -1] > 0).nonzero().squeeze(1)
@@ -141,8 +156,10 @@ class ExperienceMean(nn.Module):
                     curve, _, _ = self(self.configs[rows], task, memory, memory[n].expand(len(rows), -1),
                                        self.families[n].expand(len(rows)))  # fmt: skip
                 scores.append(score(curve[:, -1].tolist(), self.values[n, rows, -1].tolist()))
-            results[(config_scale, task_scale)] = sum(scores) / len(scores) if scores else 0.0
-        best = max(results, key=lambda k: (round(results[k], 6), k[1], k[0]))  # ties: the broader kernels
+            results[(config_scale, task_scale, prior_mass)] = sum(scores) / len(scores) if scores else 0.0
+        # ties: the broader kernels, then the heavier prior (claiming less)
+        best = max(results, key=lambda k: (round(results[k], 6), k[1], k[0], k[2]))
         self.log_config_scale.fill_(math.log(best[0]))
         self.log_task_scale.fill_(math.log(best[1]))
-        return {"config_scale": best[0], "task_scale": best[1], "score": results[best]}
+        self.log_prior_mass.fill_(math.log(best[2]))
+        return {"config_scale": best[0], "task_scale": best[1], "prior_mass": best[2], "score": results[best]}

@@ -1,5 +1,5 @@
-"""Surrogates meta-trained on a meta-dataset live beside it: ``micro.sqlite`` -> ``micro.perf.ckpt`` (the
-performance surrogate Transfer and ``suggest`` use), ``micro.cost.ckpt`` and ``micro.refit.ckpt`` (the deep-kernel
+"""Surrogates meta-trained on a meta-dataset live beside it: ``v2.sqlite`` -> ``v2.perf.ckpt`` (the
+performance surrogate Transfer and ``suggest`` use), ``v2.cost.ckpt`` and ``v2.refit.ckpt`` (the deep-kernel
 GP QuickTune and DyHPO refit on a task). ``python -m lit_transfer surrogate train`` writes them; tuners load them
 with ``load_pretrained``."""
 

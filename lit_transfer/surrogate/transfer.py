@@ -23,7 +23,7 @@ from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
 from lit_transfer.surrogate.data import prefix_channels
-from lit_transfer.surrogate.experience import ExperienceMean
+from lit_transfer.surrogate.experience import PRIOR_MASSES, ExperienceMean
 from lit_transfer.surrogate.forecast import Forecast, task_ratio
 
 Observed = Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]]
@@ -38,12 +38,13 @@ class ExperienceSurrogate(SurrogateModule):
         task_features: the task meta-features it reads, in order.
         variance_steps: Adam steps of each (context, observed epochs, target epoch) variance fit.
         metric_range: clip predicted means to this range (``null``: no clipping).
+        prior_masses: weights of the task prior tried (chosen leave-one-family-out with the lengthscales).
     """
 
     def __init__(
         self, space: str | Mapping[str, Any] = str(DEFAULT_SPACE), metric: str = "val/acc",
         task_features: Sequence[str] = TASK_FEATURES, variance_steps: int = 300,
-        metric_range: tuple[float, float] | None = None,
+        metric_range: tuple[float, float] | None = None, prior_masses: Sequence[float] = PRIOR_MASSES,
     ) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
@@ -68,7 +69,7 @@ class ExperienceSurrogate(SurrogateModule):
             data.table.config[rows], tasks, [family_of(t) for t in tasks], data.table.task_features,
             data.table.target[rows],
         )  # fmt: skip
-        self.experience.choose_scales(self.normalized_task, tau)
+        self.experience.choose_scales(self.normalized_task, tau, self.hparams.prior_masses)
         self.forecast.fit(self.experience.held_out(self.normalized_task), self.hparams.variance_steps)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:

@@ -7,7 +7,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -18,6 +18,9 @@ from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.tune.loop import Budget, Step, run_tuning
+
+if TYPE_CHECKING:
+    from lit_transfer.tune.finetuning import FinetuneEvaluator
 
 
 def meta_base_model(metadataset: str) -> str:
@@ -112,14 +115,15 @@ def suggest(
 
 
 def tune(
-    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei",
+    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei_remaining",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
     horizon: str = "final", on_step: Callable[[Step], None] | None = None,
     on_start: Callable[[Any], None] | None = None, executor: str = "local", workers: int = 1,
     threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
     storage: str | None = None, record_into: str | None = None, task_name: str | None = None,
-    own: str | None = None, incumbent: str = "observed", drop_below: float | None = None,
+    own: str | None = None, incumbent: str = "predicted", drop_below: float | None = 0.2,
+    compare_default: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
@@ -129,7 +133,9 @@ def tune(
     in ``storage`` (default: ``out``), which every worker must reach; the state stays in ``out``, written by this
     process only. With ``record_into``, every trial (curve so far, cost, status) is written after each step into
     that meta-dataset of the user's own, as task ``task_name`` (default: the data folder's name); ``own`` is such a
-    file whose surrogates (``surrogate train --own``) and configs are used besides ``metadataset``'s."""
+    file whose surrogates (``surrogate train --own``) and configs are used besides ``metadataset``'s. With
+    ``compare_default``, the space's default config is then trained for at least as many epochs as the chosen one
+    (outside the budget) and tested too: ``result["default"]``, so the choice is seen against the usual recipe."""
     from lit_transfer.finetune.data import check_splits
     from lit_transfer.finetune.models import check_model
     from lit_transfer.io import FolderLock
@@ -186,8 +192,24 @@ def tune(
             reason = why_chosen(tuner, chosen, value, epochs, search_space, features)
             if reason:
                 result["why"] = reason
+            if compare_default:
+                result["default"] = default_at(evaluator, dict(search_space.default().values), epochs, tuner)
         write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     return result
+
+
+def default_at(evaluator: FinetuneEvaluator, default: dict, epochs: int, tuner: Any) -> dict[str, Any]:
+    """The default config trained to ``epochs`` (continuing its trial if tuning ran it; more if tuning already took
+    it further) and tested: what the usual recipe gives for the same training."""
+    from lit_transfer.tune.methods.base import Trial
+
+    epochs = max(epochs, tuner.epochs_done(default))
+    curve, _ = evaluator.run(Trial(default, epochs))
+    val = max(point.get(evaluator.metric) or 0.0 for point in curve)
+    status = evaluator.recorded(default)["status"]
+    if status in ("diverged", "oom"):  # the run's own outcome: there is nothing to test
+        return {"config": default, "epochs": epochs, "val": val, "status": status}
+    return {"config": default, "epochs": epochs, "val": val, "status": status, "test": evaluator.test(default)}
 
 
 def why_chosen(tuner: Any, chosen: dict, value: float, epochs: int, space: SearchSpace, features: dict) -> str | None:

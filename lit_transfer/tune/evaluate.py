@@ -87,10 +87,10 @@ class EvaluationPlan:
     holdout: Literal["task", "family"] = "task"
     budget_epochs: int = 64
     tasks: list[str] | None = None
-    acquisition: str = "ei"
+    acquisition: str = "ei_remaining"
     horizon: str = "final"
-    incumbent: str = "observed"
-    drop_below: float | None = None
+    incumbent: str = "predicted"
+    drop_below: float | None = 0.2
     quicktune_refit_steps: int = 20
     dyhpo_refit_steps: int = 30
     perf_config: str = DEFAULT_RECIPES["performance"]
