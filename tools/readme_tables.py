@@ -89,6 +89,27 @@ def metadata_v2() -> str:
     return "\n".join(lines[:-1] + textwrap.wrap(lines[-1], 116))
 
 
+def demo() -> str:
+    """The README demo's outcome (``runs/demo/tune/result.json`` as recorded in assets/evaluate/demo.json)."""
+    result = _json("evaluate/demo.json")
+    c, default = result["config"], result["default"]
+    chosen = f"{c['adapter']} r={c['lora_rank']} {c['optimizer']} lr={c['learning_rate']:.2g} bs={c['batch_size']}"
+    d = default["config"]
+    usual = f"{d['adapter']} r={d['lora_rank']} {d['optimizer']} lr={d['learning_rate']:.2g} bs={d['batch_size']}"
+    return "\n".join(
+        [
+            "| config | epochs | val/acc | test/acc | test/loss |",
+            "|---|---|---|---|---|",
+            f"| chosen by Transfer: {chosen} | {result['epochs']} | {result['val']:.3f} "
+            f"| {result['test']['test/acc']:.3f} | {result['test']['test/loss']:.3f} |",
+            f"| default: {usual} | {default['epochs']} | {default['val']:.3f} "
+            f"| {default['test']['test/acc']:.3f} | {default['test']['test/loss']:.3f} |",
+            "",
+            *textwrap.wrap(f"Why: {result['why']}.", 116),
+        ]
+    )
+
+
 def parallel_tuning() -> str:
     result = _json("bench/parallel.json")
     lines = [
@@ -114,6 +135,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "run-overhead": run_overhead,
     "feature-correlations-v2": feature_correlations_v2,
     "metadata-v2": metadata_v2,
+    "demo": demo,
 }
 
 
