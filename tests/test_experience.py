@@ -87,6 +87,13 @@ def test_scales_are_chosen_by_ranking_each_family_from_the_others():
     assert choice["config_scale"] in CONFIG_SCALES and choice["task_scale"] in TASK_SCALES
     assert choice["prior_mass"] in PRIOR_MASSES
     assert experience.log_prior_mass.item() == pytest.approx(math.log(choice["prior_mass"]))
+    errors = {}  # the prior's weight: the least squared error of the held-out finals (a ranking cannot tell)
+    for mass in PRIOR_MASSES:
+        experience.log_prior_mass.fill_(math.log(mass))
+        pairs = list(experience._held_out_finals(experience.tasks))
+        errors[mass] = float(torch.cat([(p - a) ** 2 for p, a in pairs]).mean())
+    assert errors[choice["prior_mass"]] == pytest.approx(min(errors.values()))
+    assert choice["squared_error"] == pytest.approx(min(errors.values()))
     assert experience.log_config_scale[0].item() == pytest.approx(math.log(choice["config_scale"]))
     assert -1.0 <= choice["score"] <= 1.0
 

@@ -136,30 +136,41 @@ class ExperienceMean(nn.Module):
         self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float],
         prior_masses: Sequence[float] = PRIOR_MASSES,
     ) -> dict[str, float]:  # fmt: skip
-        """Pick the config and task lengthscales and the prior's weight that rank the final results of each
-        remembered family's tasks best (mean ``score``, e.g. Kendall's tau) from the other families alone, as ``k``
-        of a nearest-neighbour baseline is chosen: what is chosen is what transfers to a new kind of task. (Each
-        task's own configs were run by no other task: they are the far configs the prior's weight is chosen on.)"""
+        """Pick the config and task lengthscales that rank the final results of each remembered family's tasks best
+        (mean ``score``, e.g. Kendall's tau) from the other families alone, as ``k`` of a nearest-neighbour baseline
+        is chosen: what is chosen is what transfers to a new kind of task. Then the prior's weight that predicts
+        those final results with the least squared error: a ranking cannot choose it (configs with equal kernel
+        mass keep their order however much they shrink), the levels can."""
         memory = normalize(self.tasks)
+        self.log_prior_mass.fill_(math.log(min(prior_masses)))
         results = {}
-        for config_scale, task_scale, prior_mass in itertools.product(CONFIG_SCALES, TASK_SCALES, prior_masses):
+        for config_scale, task_scale in itertools.product(CONFIG_SCALES, TASK_SCALES):
             self.log_config_scale.fill_(math.log(config_scale))
             self.log_task_scale.fill_(math.log(task_scale))
-            self.log_prior_mass.fill_(math.log(prior_mass))
-            scores = []
-            for n in range(len(self.tasks)):
-                rows = (self.recorded[n, :, -1] > 0).nonzero().squeeze(1)
-                if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
-                    continue
-                task = self.tasks[n].expand(len(rows), -1)
-                with torch.no_grad():
-                    curve, _, _ = self(self.configs[rows], task, memory, memory[n].expand(len(rows), -1),
-                                       self.families[n].expand(len(rows)))  # fmt: skip
-                scores.append(score(curve[:, -1].tolist(), self.values[n, rows, -1].tolist()))
-            results[(config_scale, task_scale, prior_mass)] = sum(scores) / len(scores) if scores else 0.0
-        # ties: the broader kernels, then the heavier prior (claiming less)
-        best = max(results, key=lambda k: (round(results[k], 6), k[1], k[0], k[2]))
+            scores = [score(predicted.tolist(), actual.tolist()) for predicted, actual in self._held_out_finals(memory)]
+            results[(config_scale, task_scale)] = sum(scores) / len(scores) if scores else 0.0
+        best = max(results, key=lambda k: (round(results[k], 6), k[1], k[0]))  # ties: the broader kernels
         self.log_config_scale.fill_(math.log(best[0]))
         self.log_task_scale.fill_(math.log(best[1]))
-        self.log_prior_mass.fill_(math.log(best[2]))
-        return {"config_scale": best[0], "task_scale": best[1], "prior_mass": best[2], "score": results[best]}
+        errors = {}
+        for prior_mass in prior_masses:
+            self.log_prior_mass.fill_(math.log(prior_mass))
+            pairs = list(self._held_out_finals(memory))
+            errors[prior_mass] = float(torch.cat([(p - a) ** 2 for p, a in pairs]).mean()) if pairs else 0.0
+        prior = min(errors, key=lambda m: (round(errors[m], 8), m))  # ties: the lighter prior
+        self.log_prior_mass.fill_(math.log(prior))
+        return {"config_scale": best[0], "task_scale": best[1], "score": results[best], "prior_mass": prior,
+                "squared_error": errors[prior]}  # fmt: skip
+
+    def _held_out_finals(self, memory: torch.Tensor):
+        """Per remembered task with another family to learn from: the final results of its configs as the other
+        families predict them, and as recorded."""
+        for n in range(len(self.tasks)):
+            rows = (self.recorded[n, :, -1] > 0).nonzero().squeeze(1)
+            if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
+                continue
+            task = self.tasks[n].expand(len(rows), -1)
+            with torch.no_grad():
+                curve, _, _ = self(self.configs[rows], task, memory, memory[n].expand(len(rows), -1),
+                                   self.families[n].expand(len(rows)))  # fmt: skip
+            yield curve[:, -1], self.values[n, rows, -1]
