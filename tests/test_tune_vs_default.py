@@ -6,7 +6,10 @@ import json
 import pytest
 from conftest import load_tool, short_recipe
 
-from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
+from lit_transfer.metadataset.store import MetaDataset
+from lit_transfer.resources import ASSETS
+
+MICRO = str(ASSETS / "metadata" / "micro.sqlite")  # the first experience: suite v1's tasks, small and fast
 
 
 @pytest.mark.slow
@@ -16,7 +19,7 @@ def test_methods_get_the_same_epoch_budget_on_a_held_out_family(tmp_path, capsys
     argv = [
         "--tasks", "yes_no", "--suite", "v1", "--seed", "1", "--budget", "2", "--holdout", "family",
         "--out", str(out), "--record", str(record), "--perf_config", short_recipe(tmp_path, "performance", 1),
-        "--cost_config", short_recipe(tmp_path, "cost", 5),
+        "--cost_config", short_recipe(tmp_path, "cost", 5), "--metadataset", MICRO,
     ]  # fmt: skip
     tool.main(argv)
     summary = json.loads(record.read_text())
@@ -31,11 +34,11 @@ def test_methods_get_the_same_epoch_budget_on_a_held_out_family(tmp_path, capsys
     assert summary["transfer_at_least_portfolio"] in (0, 1)
     with MetaDataset(out / "experience" / "without-yes_no.sqlite") as experience:
         assert "yes_no" not in experience.tasks() and len(experience.tasks()) == 7
-    with MetaDataset(SHIPPED_METADATASET) as shipped:
+    with MetaDataset(MICRO) as shipped:
         assert "yes_no" in shipped.tasks()  # the shipped experience is untouched
     assert "| correct answers |" in capsys.readouterr().out
 
     tool.main(argv)  # every method resumes from its finished result: nothing runs again
     assert json.loads(record.read_text()) == summary
     with pytest.raises(ValueError, match="seed 0"):
-        tool.compare(["yes_no"], "v1", 0, 2, out)
+        tool.compare(["yes_no"], "v1", 0, 2, out, MICRO)
