@@ -110,6 +110,40 @@ def demo() -> str:
     )
 
 
+def surrogate_lofo_v2() -> str:
+    """``surrogate evaluate --holdout family --json`` on v2 (assets/evaluate/surrogate_lofo_v2.json): per held-out
+    family, and the means over tasks with their baselines."""
+    result = _json("evaluate/surrogate_lofo_v2.json")
+    lines = [
+        "| held-out family | tau zero-shot | kNN tau | coverage 95% | on shared configs | on own configs |",
+        "|---|---|---|---|---|---|",
+    ]
+    cell = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for family, row in result["per_family"].items():
+        lines.append(
+            f"| {family} | {cell(row['tau_zero_shot'])} | {cell(row['baseline_tau_knn'])} | "
+            f"{cell(row['coverage_95'])} | {cell(row['coverage_95_shared'])} | {cell(row['coverage_95_own'])} |"
+        )
+    r = result
+    lines += [
+        "",
+        "| mean over tasks | surrogate | baseline |",
+        "|---|---|---|",
+        f"| tau zero-shot | {r['tau_zero_shot']:.3f} | kNN {r['baseline_tau_knn']:.3f} |",
+        f"| Spearman zero-shot | {r['spearman_zero_shot']:.3f} | kNN {r['baseline_spearman_knn']:.3f} |",
+        f"| tau zero-shot, shared configs | {r['tau_zero_shot_shared']:.3f} | per-config mean "
+        f"{r['baseline_tau_mean_config']:.3f} |",
+        f"| tau after 1 epoch of every config | {r['tau_after_1']:.3f} | last value {r['baseline_tau_last_1']:.3f} |",
+        f"| tau after 3 epochs | {r['tau_after_3']:.3f} | last value {r['baseline_tau_last_3']:.3f} |",
+        f"| coverage of the 95% interval | {r['coverage_95']:.3f} | goal 0.85–0.99 |",
+        f"| top-1's recorded final val/acc | {r['top1_final']:.3f} | portfolio's top-1 "
+        f"{r['portfolio_top1_final']:.3f} |",
+        f"| tasks where top-1 ≥ portfolio's | {r['top1_at_least_portfolio_share']:.3f} | goal ≥ 0.6 |",
+        f"| cost error (mean absolute, as a fraction) | {r['cost_mape']:.3f} | |",
+    ]
+    return "\n".join(lines)
+
+
 def parallel_tuning() -> str:
     result = _json("bench/parallel.json")
     lines = [
@@ -136,6 +170,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "feature-correlations-v2": feature_correlations_v2,
     "metadata-v2": metadata_v2,
     "demo": demo,
+    "surrogate-lofo-v2": surrogate_lofo_v2,
 }
 
 
