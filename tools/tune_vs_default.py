@@ -112,7 +112,7 @@ def format_table(summary: dict[str, Any], methods: tuple[str, ...] = METHODS) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", required=True, help="comma-separated task names of the suite")
-    parser.add_argument("--suite", default="v1", choices=["v1", "v2"])
+    parser.add_argument("--suite", default="v2", choices=["v1", "v2"])
     parser.add_argument("--seed", type=int, default=1, help="seed drawing the tasks' examples (not 0)")
     parser.add_argument("--budget", type=int, default=24, help="epochs (trial steps) every method may train")
     parser.add_argument("--holdout", default="none", choices=["none", "family"])
