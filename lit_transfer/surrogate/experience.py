@@ -102,35 +102,25 @@ class ExperienceMean(nn.Module):
             task_weight = task_weight * (self.families[None] != exclude_family[:, None])
         weight = task_weight[:, :, None] * config_weight[:, None, :]  # [Q, N, M]
         values = self.values * self.recorded
+        squares = values * self.values
         mass = torch.einsum("qnm,nme->qe", weight, self.recorded)
         # the task prior: every recorded run of similar tasks, whatever its config (its mean and second moment)
         count = self.recorded.sum((0, 1)).clamp_min(1.0)
-        grand, grand_square = values.sum((0, 1)) / count, (values * self.values).sum((0, 1)) / count  # [E]
+        grand, grand_square = values.sum((0, 1)) / count, squares.sum((0, 1)) / count  # [E]
         runs = torch.einsum("qn,ne->qe", task_weight, self.recorded.sum(1)) + GRAND_MASS
         prior = (torch.einsum("qn,ne->qe", task_weight, values.sum(1)) + GRAND_MASS * grand) / runs
-        prior_square = (torch.einsum("qn,ne->qe", task_weight, (values * self.values).sum(1))
-                        + GRAND_MASS * grand_square) / runs  # fmt: skip
+        prior_square = (torch.einsum("qn,ne->qe", task_weight, squares.sum(1)) + GRAND_MASS * grand_square) / runs
         prior_mass = self.log_prior_mass.exp()
         total = mass + prior_mass
         mean = (torch.einsum("qnm,nme->qe", weight, values) + prior_mass * prior) / total
-        square = (torch.einsum("qnm,nme->qe", weight, values * self.values) + prior_mass * prior_square) / total
+        square = (torch.einsum("qnm,nme->qe", weight, squares) + prior_mass * prior_square) / total
         return mean, (square - mean**2).clamp_min(0.0), mass[:, -1]
 
     def held_out(self, normalize: Callable[[torch.Tensor], torch.Tensor]) -> list[HeldOut]:
         """Each remembered task (with at least two complete curves and another family to learn from) as the
         experience of the other families predicts it: what a ``Forecast`` is fitted on."""
-        memory = normalize(self.tasks)
-        out = []
-        for n in range(len(self.tasks)):
-            rows = (self.recorded[n].min(1).values > 0).nonzero().squeeze(1)
-            if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
-                continue
-            task, normalized = self.tasks[n].expand(len(rows), -1), memory[n].expand(len(rows), -1)
-            family = self.families[n].expand(len(rows))
-            with torch.no_grad():
-                curve, spread, mass = self(self.configs[rows], task, memory, normalized, family)
-            out.append(HeldOut(curve, spread, mass, self.values[n, rows]))
-        return out
+        predicted = self._held_out_predictions(normalize(self.tasks), complete=True)
+        return [HeldOut(curve, spread, mass, self.values[n, rows]) for n, rows, curve, spread, mass in predicted]
 
     def choose_scales(
         self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float],
@@ -163,14 +153,22 @@ class ExperienceMean(nn.Module):
                 "squared_error": errors[prior]}  # fmt: skip
 
     def _held_out_finals(self, memory: torch.Tensor):
-        """Per remembered task with another family to learn from: the final results of its configs as the other
-        families predict them, and as recorded."""
+        """Per remembered task: the final results of its configs as the other families predict them, and as
+        recorded."""
+        for n, rows, curve, _, _ in self._held_out_predictions(memory, complete=False):
+            yield curve[:, -1], self.values[n, rows, -1]
+
+    def _held_out_predictions(self, memory: torch.Tensor, complete: bool):
+        """Per remembered task with another family to learn from and at least two configs recorded (through every
+        epoch if ``complete``, else at the last): its index, those configs' rows, and the other families' experience
+        at them (mean, spread, mass)."""
         for n in range(len(self.tasks)):
-            rows = (self.recorded[n, :, -1] > 0).nonzero().squeeze(1)
+            recorded = self.recorded[n].min(1).values if complete else self.recorded[n, :, -1]
+            rows = (recorded > 0).nonzero().squeeze(1)
             if len(rows) < 2 or (self.families != self.families[n]).sum() == 0:
                 continue
-            task = self.tasks[n].expand(len(rows), -1)
+            task, normalized = self.tasks[n].expand(len(rows), -1), memory[n].expand(len(rows), -1)
+            family = self.families[n].expand(len(rows))
             with torch.no_grad():
-                curve, _, _ = self(self.configs[rows], task, memory, memory[n].expand(len(rows), -1),
-                                   self.families[n].expand(len(rows)))  # fmt: skip
-            yield curve[:, -1], self.values[n, rows, -1]
+                curve, spread, mass = self(self.configs[rows], task, memory, normalized, family)
+            yield n, rows, curve, spread, mass
