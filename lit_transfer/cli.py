@@ -19,7 +19,7 @@ from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import checks, format_table, summarize
 from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
 from lit_transfer.resources import resolve
-from lit_transfer.space import DEFAULT_SPACE, SearchSpace
+from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.surrogate.training import DEFAULT_RECIPES
 from lit_transfer.tune.evaluate import EvaluationPlan
 
@@ -142,8 +142,7 @@ def suggest(
         fail(f"no config is predicted to finish within {budget}", 1)
     print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
     for p in picks:
-        c = p["config"]
-        short = f"{c['adapter']} r={c['lora_rank']} {c['optimizer']} lr={c['learning_rate']:.2g} bs={c['batch_size']}"
+        short = PipelineConfig(p["config"]).brief()
         predicted = f"{p['predicted']:>6.3f} ± {p['std']:.3f}"
         print(f"{p['rank']:>4}  {predicted}  {p['seconds'] / 60:>7.1f}  {short} -> {p['yaml']}")
         nearest = ", ".join(f"{e['task']} {e['final']:.3f}" for e in p["evidence"])

@@ -102,6 +102,11 @@ class PipelineConfig(Mapping):
         """A stable identity: the same pipeline always gets the same key."""
         return ";".join(f"{k}={self.values[k]!r}" for k in sorted(self.values))
 
+    def brief(self) -> str:
+        """The pipeline in a few words, for tables: adapter, rank, optimizer, learning rate, batch size."""
+        v = self.values
+        return f"{v['adapter']} r={v['lora_rank']} {v['optimizer']} lr={v['learning_rate']:.2g} bs={v['batch_size']}"
+
     def module_args(self) -> dict[str, Any]:
         """``FinetuneModule`` arguments (alpha is stored as a ratio of the rank so it scales with it)."""
         args = {k: v for k, v in self.values.items() if k not in _DATA_ARGS and k not in _TRAINER_ARGS}

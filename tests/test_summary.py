@@ -103,9 +103,9 @@ def test_feature_correlations_report_rho_and_p_and_set_aside_constant_features(t
         result = tool.correlations(str(path))
     assert {"zero_shot_loss", "zero_shot_acc"} <= set(result["constant"])
     assert not set(result["constant"]) & set(result["correlations"])
-    best = tool.best_configs(MetaDataset(path))
+    with MetaDataset(path) as store:
+        best, features = tool.best_configs(store), store.tasks()
     tasks = sorted(best)
-    features = MetaDataset(path).tasks()
     rates = [math.log10(best[t]["learning_rate"]) for t in tasks]
     expected = spearmanr([features[t]["log_train_size"] for t in tasks], rates)
     row, p = result["correlations"]["log_train_size"], result["p_values"]["log_train_size"]

@@ -92,10 +92,10 @@ def metadata_v2() -> str:
 def demo() -> str:
     """The README demo's outcome (``runs/demo/tune/result.json`` as recorded in assets/evaluate/demo.json)."""
     result = _json("evaluate/demo.json")
-    c, default = result["config"], result["default"]
-    chosen = f"{c['adapter']} r={c['lora_rank']} {c['optimizer']} lr={c['learning_rate']:.2g} bs={c['batch_size']}"
-    d = default["config"]
-    usual = f"{d['adapter']} r={d['lora_rank']} {d['optimizer']} lr={d['learning_rate']:.2g} bs={d['batch_size']}"
+    from lit_transfer.space import PipelineConfig
+
+    default = result["default"]
+    chosen, usual = PipelineConfig(result["config"]).brief(), PipelineConfig(default["config"]).brief()
     return "\n".join(
         [
             "| config | epochs | val/acc | test/acc | test/loss |",
