@@ -24,14 +24,17 @@ from pathlib import Path
 
 import torch
 
-from lit_transfer.finetune import warm
-from lit_transfer.finetune.run import RunSettings, train
-from lit_transfer.finetune.timing import StepTimer
-from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
 from lit_transfer.quiet import silence
-from lit_transfer.space import SearchSpace
-from lit_transfer.tune.finetuning import FinetuneEvaluator
-from lit_transfer.tune.methods.base import Trial
+
+silence()  # before the imports below: bitsandbytes logs on import
+
+from lit_transfer.finetune import warm  # noqa: E402
+from lit_transfer.finetune.run import RunSettings, train  # noqa: E402
+from lit_transfer.finetune.timing import StepTimer  # noqa: E402
+from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks  # noqa: E402
+from lit_transfer.space import SearchSpace  # noqa: E402
+from lit_transfer.tune.finetuning import FinetuneEvaluator  # noqa: E402
+from lit_transfer.tune.methods.base import Trial  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +73,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="epochs of a build run")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    silence()
     torch.set_num_threads(args.threads)
 
     root = Path(tempfile.mkdtemp(prefix="bench_overhead_"))

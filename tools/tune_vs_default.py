@@ -21,13 +21,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lit_transfer.finetune.data import load_split
-from lit_transfer.io import write_json_atomic
-from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
-from lit_transfer.metadataset.summary import family_of
-from lit_transfer.metadataset.tasks import select_tasks, suite_world
 from lit_transfer.quiet import silence
-from lit_transfer.surrogate.training import DEFAULT_RECIPES
+
+silence()  # before the imports below: bitsandbytes logs on import
+
+from lit_transfer.finetune.data import load_split  # noqa: E402
+from lit_transfer.io import write_json_atomic  # noqa: E402
+from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset  # noqa: E402
+from lit_transfer.metadataset.summary import family_of  # noqa: E402
+from lit_transfer.metadataset.tasks import select_tasks, suite_world  # noqa: E402
+from lit_transfer.surrogate.training import DEFAULT_RECIPES  # noqa: E402
 
 METHODS = ("transfer", "portfolio", "default")
 
@@ -123,7 +126,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/tune_vs_default")
     parser.add_argument("--record", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    silence()
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     summary = compare(
         [t.strip() for t in args.tasks.split(",") if t.strip()], args.suite, args.seed, args.budget, Path(args.out),
