@@ -26,9 +26,53 @@ def _json(path: str) -> dict:
 
 
 def evaluate_loto() -> str:
+    """Leave-one-task-out on experience v2 (``configs/evaluate/loto.yaml``, recorded in assets/evaluate/loto/)."""
     from lit_transfer.tune.evaluate import format_table
 
-    return format_table(_json("evaluate/summary.json"))
+    return format_table(_json("evaluate/loto/summary.json"))
+
+
+def evaluate_lofo() -> str:
+    """Leave-one-family-out on experience v2 (``configs/evaluate/lofo.yaml``, recorded in assets/evaluate/lofo/):
+    mean regret with its 95% bootstrap interval and mean rank per method, then Transfer's Wilcoxon tests."""
+    summary, stats = _json("evaluate/lofo/summary.json"), _json("evaluate/lofo/stats.json")
+    verdict = _json("evaluate/lofo/cd.json")
+    fractions = list(next(iter(summary.values())))
+    lines = [
+        "| method | " + " | ".join(f"regret @{float(f):g} [95% CI]" for f in fractions) + " | rank @0.1 | rank @1 |",
+        "|---|" + "---|" * (len(fractions) + 2),
+    ]
+    for method, row in sorted(summary.items(), key=lambda kv: kv[1][fractions[-1]]["rank"]):
+        cells = [
+            f"{row[f]['normalized_regret']:.3f} [{row[f]['regret_ci95'][0]:.3f}, {row[f]['regret_ci95'][1]:.3f}]"
+            for f in fractions
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {row[fractions[0]]['rank']:.2f} "
+                     f"| {row[fractions[-1]]['rank']:.2f} |")  # fmt: skip
+    lines += [
+        "",
+        "| Transfer against | " + " | ".join(f"p @{float(f):g}" for f in fractions) + " |",
+        "|---|" + "---|" * len(fractions),
+    ]
+    for method in sorted(stats[fractions[0]]):
+        cells = [
+            f"{stats[f][method]['p_value']:.3g} ({'better' if stats[f][method]['transfer_better'] else 'worse'})"
+            for f in fractions
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    cd = verdict["critical_difference"]
+    lines += [
+        "",
+        *textwrap.wrap(
+            f"Wilcoxon signed-rank over (task, seed) pairs; better/worse: Transfer's mean regret against the "
+            f"method's. Critical differences at the full budget (autorank, {verdict['blocks']} tasks): "
+            f"{verdict['test']} p = {verdict['p_value']:.3g}"
+            + ("" if cd is None else f", critical difference {cd:.2f} in mean rank")
+            + ".",
+            116,
+        ),
+    ]
+    return "\n".join(lines)
 
 
 def run_overhead() -> str:
@@ -144,6 +188,29 @@ def surrogate_lofo_v2() -> str:
     return "\n".join(lines)
 
 
+def tune_vs_default_v2() -> str:
+    """Real tuning on new tasks (``tools/tune_vs_default.py --record``, assets/evaluate/tune_vs_default_v2.json)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune_vs_default", ROOT / "tools" / "tune_vs_default.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    result = _json("evaluate/tune_vs_default_v2.json")
+    tasks = len(result["tasks"])
+    return "\n".join(
+        [
+            tool.format_table(result),
+            "",
+            *textwrap.wrap(
+                f"Budget {result['budget_epochs']} epochs per method and task, task seed {result['seed']}, "
+                f"holdout {result['holdout']}; Transfer's test accuracy at least Portfolio's on "
+                f"{result['transfer_at_least_portfolio']} of {tasks} tasks.",
+                116,
+            ),
+        ]
+    )
+
+
 def parallel_tuning() -> str:
     result = _json("bench/parallel.json")
     lines = [
@@ -166,11 +233,13 @@ def parallel_tuning() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "parallel-tuning": parallel_tuning,
     "evaluate-loto": evaluate_loto,
+    "evaluate-lofo": evaluate_lofo,
     "run-overhead": run_overhead,
     "feature-correlations-v2": feature_correlations_v2,
     "metadata-v2": metadata_v2,
     "demo": demo,
     "surrogate-lofo-v2": surrogate_lofo_v2,
+    "tune-vs-default-v2": tune_vs_default_v2,
 }
 
 
