@@ -120,6 +120,31 @@ def test_drop_below_keeps_a_config_while_it_can_win_or_is_on_track():
         tuner(drop_below=1.5)
 
 
+class _RatedByExperience(_Forecasts):
+    """As ``_Forecasts``, but the experience rates a fresh config highly: 0.9 give or take 0.2."""
+
+    def predict(self, configs, task_features, curves, fidelity, observed=()):
+        mean, std = super().predict(configs, task_features, curves, fidelity, observed)
+        return np.where([bool(c) for c in curves], mean, 0.9), np.where([bool(c) for c in curves], std, 0.2)
+
+
+def test_transfer_keeps_a_slow_starter_the_experience_rates():
+    """A config whose first epoch forecasts no win (0.4 against another's 0.9) but which the experience expects to
+    end near 0.9 is a late riser: Transfer keeps training it; without keep_on_experience it is dropped."""
+    configs = [dict(c.values) for c in SPACE.sample(3, seed=1)]
+    a = PipelineConfig(configs[0]).key()
+
+    def tuner(**kwargs):
+        method = Transfer(SPACE, configs, _RatedByExperience(), {}, drop_below=0.2, **kwargs)
+        method.tell(Trial(configs[0], 1), [{"val/acc": 0.3}])
+        method.tell(Trial(configs[1], 1), [{"val/acc": 0.9}])
+        method.last = a
+        return method
+
+    assert tuner().ask() == Trial(configs[0], 2)
+    assert tuner(keep_on_experience=False).ask().key != a
+
+
 def test_replay_serves_recorded_curves_and_epoch_costs(task):
     evaluator, _ = task
     config = evaluator.configs()[0]

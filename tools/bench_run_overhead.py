@@ -26,7 +26,9 @@ import torch
 
 from lit_transfer.quiet import silence
 
-silence()  # before the imports below: bitsandbytes logs on import
+# before the imports below (bitsandbytes logs on import), and again in main: importing Lightning resets
+# its logging level
+silence()
 
 from lit_transfer.finetune import warm  # noqa: E402
 from lit_transfer.finetune.run import RunSettings, train  # noqa: E402
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="epochs of a build run")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    silence()
     torch.set_num_threads(args.threads)
 
     root = Path(tempfile.mkdtemp(prefix="bench_overhead_"))

@@ -23,7 +23,9 @@ from typing import Any
 
 from lit_transfer.quiet import silence
 
-silence()  # before the imports below: bitsandbytes logs on import
+# before the imports below (bitsandbytes logs on import), and again in main: importing Lightning resets
+# its logging level
+silence()
 
 from lit_transfer.finetune.data import load_split  # noqa: E402
 from lit_transfer.io import write_json_atomic  # noqa: E402
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/tune_vs_default")
     parser.add_argument("--record", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
+    silence()
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     summary = compare(
         [t.strip() for t in args.tasks.split(",") if t.strip()], args.suite, args.seed, args.budget, Path(args.out),

@@ -47,6 +47,12 @@ class SurrogateMethod(TuningMethod):
             config, or one paused before). ``None``: every step goes where the acquisition says. A slow starter
             is then not left after two epochs for a fresh config that looks as good only because nothing is
             known of it yet, which cost the anytime result: the detour came back to the first config anyway.
+        keep_on_experience: with ``drop_below``, also keep training the config advanced last while the
+            experience alone (its prediction for the config on this task before any of its epochs) gives it that
+            chance. A forecast from a few epochs of a new kind of task cannot tell a late riser from a config that
+            never learns; the recorded runs of similar configs can. On experience v2, leave one family out, every
+            task on which Portfolio ended above Transfer was one where Transfer had started Portfolio's winner and
+            dropped it after 1 to 4 epochs (it peaked at epoch 7 or 8).
     """
 
     name = "surrogate"
@@ -55,7 +61,7 @@ class SurrogateMethod(TuningMethod):
         self, space: SearchSpace, candidates: Sequence[Mapping[str, Any]], perf: Any,
         task_features: Mapping[str, float], cost: Any = None, acquisition: str = "ei",
         cost_power: float = 1.0, beta: float = 2.0, horizon: str = "final", incumbent: str = "observed",
-        drop_below: float | None = None, **kwargs: Any,
+        drop_below: float | None = None, keep_on_experience: bool = False, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(space, candidates, **kwargs)
         if acquisition not in ACQUISITIONS:
@@ -72,7 +78,7 @@ class SurrogateMethod(TuningMethod):
         self.acquisition, self.cost_power, self.beta, self.horizon = acquisition, cost_power, beta, horizon
         if drop_below is not None and not 0.0 < drop_below < 1.0:
             raise ValueError(f"drop_below must be a probability in (0, 1), got {drop_below}")
-        self.incumbent, self.drop_below = incumbent, drop_below
+        self.incumbent, self.drop_below, self.keep_on_experience = incumbent, drop_below, keep_on_experience
         self.last: str | None = None  # the config advanced last
 
     def curve(self, config: Mapping[str, Any]) -> list[dict[str, float]]:
@@ -151,10 +157,17 @@ class SurrogateMethod(TuningMethod):
         if own and level and self.value(own[-1]) >= max(level):
             return config  # on track: level with the best other config at the same epoch
         best_other = max(self.value(p) for curve in others for p in curve)
-        mean, std = self.perf.predict([config], self.task_features, [own], [self.max_epochs],
-                                      observed=self.conditioning())  # fmt: skip
-        chance = 1.0 - norm.cdf(best_other, loc=float(mean[0]), scale=max(float(std[0]), 1e-9))
-        return config if chance >= self.drop_below else None
+        if self.chance(config, own, best_other, self.conditioning()) >= self.drop_below:
+            return config
+        if self.keep_on_experience and self.chance(config, [], best_other, []) >= self.drop_below:
+            return config  # what the experience says of the config here outweighs a slow start
+        return None
+
+    def chance(self, config: dict[str, Any], curve: list, bar: float, observed: list) -> float:
+        """The predicted probability that ``config``'s final value ends above ``bar``, given its ``curve`` so far and
+        the task's ``observed`` runs."""
+        mean, std = self.perf.predict([config], self.task_features, [curve], [self.max_epochs], observed=observed)
+        return float(1.0 - norm.cdf(bar, loc=float(mean[0]), scale=max(float(std[0]), 1e-9)))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "last": self.last}
@@ -166,9 +179,13 @@ class SurrogateMethod(TuningMethod):
 
 class Transfer(SurrogateMethod):
     """The meta-learned surrogates used as they are: no refit on the new task, whose observations enter only
-    through the GP's conditioning and the curve encoder."""
+    through the surrogate's conditioning on them. A config the experience rates keeps training through a slow
+    start (``keep_on_experience``)."""
 
     name = "transfer"
+
+    def __init__(self, *args: Any, keep_on_experience: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, keep_on_experience=keep_on_experience, **kwargs)
 
 
 class QuickTune(SurrogateMethod):
