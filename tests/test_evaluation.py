@@ -9,7 +9,7 @@ import pytest
 from conftest import short_recipe, write_synthetic_metadataset
 
 from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
-from lit_transfer.tune.stats import bootstrap_ci, wilcoxon_against
+from lit_transfer.tune.stats import bootstrap_ci, task_means, wilcoxon_against
 
 TASKS = ("alpha-l1", "alpha-l2", "beta-l1", "beta-l2", "gamma-l1")
 
@@ -69,7 +69,8 @@ def test_summary_has_bootstrap_intervals_and_stats_test_transfer_against_every_m
         assert set(entry) == {"portfolio", "default", "random"}
         for test in entry.values():
             assert 0.0 <= test["p_value"] <= 1.0 and isinstance(test["transfer_better"], bool)
-            assert test["pairs"] == len(TASKS) * 4
+            assert test["pairs"] == len(TASKS) * 4 and test["tasks"] == len(TASKS)
+            assert 0.0 <= test["p_value_tasks"] <= 1.0
     cd = json.loads((out / "cd.json").read_text())
     assert (out / "cd.png").stat().st_size > 1000 and cd["blocks"] == len(TASKS)
     assert set(cd["mean_rank"]) == {"transfer", "portfolio", "default", "random"}
@@ -101,3 +102,22 @@ def test_wilcoxon_finds_a_consistent_difference_and_not_a_coin_flip():
     result = wilcoxon_against(rows, "transfer", [1.0])["1.0"]
     assert result["worse"]["p_value"] < 1e-6 and result["worse"]["transfer_better"]
     assert result["same"]["p_value"] > 0.01
+    assert result["worse"]["p_value_tasks"] < 1e-3 and result["worse"]["tasks"] == 20
+
+
+def test_seed_copies_do_not_count_as_evidence_over_tasks():
+    """Two seed-free methods that differ on 6 of 20 tasks: 10 copies of each task make the test over (task, seed)
+    pairs look sure; over tasks it is not, and the bootstrap over tasks is as wide as the tasks make it."""
+    rows = []
+    for task in range(20):
+        for seed in range(10):
+            for method, value in (("transfer", 0.1 - 0.05 * (task < 4)), ("portfolio", 0.1 - 0.05 * (task in (4, 5)))):
+                rows.append({"task": f"t{task}", "seed": seed, "method": method, "fraction": 1.0,
+                             "normalized_regret": value})  # fmt: skip
+    result = wilcoxon_against(rows, "transfer", [1.0])["1.0"]["portfolio"]
+    assert result["p_value"] < 0.05 < result["p_value_tasks"]
+    per_task = task_means([r for r in rows if r["method"] == "transfer"])
+    assert len(per_task) == 20
+    lo, hi = bootstrap_ci(per_task)
+    lo_copies, hi_copies = bootstrap_ci([r["normalized_regret"] for r in rows if r["method"] == "transfer"])
+    assert hi - lo > 2 * (hi_copies - lo_copies)

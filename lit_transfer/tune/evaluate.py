@@ -7,8 +7,8 @@ randomized methods for every seed, refitting ones for the first ``refit_seeds``,
 on the seed once (their result stands for every seed). At each fraction of the budget the incumbent
 (best validation metric seen) gives a normalized regret, (best recorded - incumbent) / (best recorded - worst
 final), and a rank among the methods (ties share the mean rank). ``summary.json`` has, per method and fraction,
-the mean regret with its 95% bootstrap interval and the mean rank; ``stats.json`` the Wilcoxon signed-rank tests
-of Transfer against every other method; ``cd.png`` the critical-difference diagram at the full budget
+the mean regret with its 95% bootstrap interval (tasks resampled) and the mean rank; ``stats.json`` the Wilcoxon
+signed-rank tests of Transfer against every other method; ``cd.png`` the critical-difference diagram at the full budget
 (``lit_transfer.tune.stats``). Every (task, method, seed) run keeps a tuning state file, so an interrupted
 evaluation resumes where it stopped.
 
@@ -43,7 +43,13 @@ from lit_transfer.surrogate.training import DEFAULT_RECIPES, train_surrogate
 from lit_transfer.tune.loop import Budget, Step, incumbent_at, run_tuning
 from lit_transfer.tune.methods import METHODS, PERFORMANCE_SURROGATE, RANDOMNESS, build_method
 from lit_transfer.tune.replay import ReplayEvaluator
-from lit_transfer.tune.stats import bootstrap_ci, critical_difference, parallel_summary, wilcoxon_against
+from lit_transfer.tune.stats import (
+    bootstrap_ci,
+    critical_difference,
+    parallel_summary,
+    task_means,
+    wilcoxon_against,
+)
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -223,7 +229,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
         method: {
             str(f): {
                 "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(rows, method, f)),
-                "regret_ci95": bootstrap_ci([r["normalized_regret"] for r in _at(rows, method, f)]),
+                "regret_ci95": bootstrap_ci(task_means(_at(rows, method, f))),  # tasks, not seed copies
                 "rank": statistics.mean(r["rank"] for r in _at(rows, method, f)),
             }
             for f in FRACTIONS

@@ -4,7 +4,10 @@ much sooner N parallel workers reach what one worker reaches.
 
 Rows are what ``evaluate`` writes to ``results.csv``: one per (task, method, seed, fraction) with the
 ``normalized_regret``. Methods that do not depend on the seed (Transfer with its fold's surrogates, Portfolio,
-Default, zero-shot) run once per task, and that result stands for every seed: the pairs stay complete.
+Default, zero-shot) run once per task, and that result stands for every seed: the pairs stay complete. Those copies
+are not independent draws, so what must not count them as such works on tasks: the bootstrap resamples tasks
+(each its mean over seeds), and each Wilcoxon test is also run over tasks (``p_value_tasks``); between two
+seed-free methods the test over (task, seed) pairs counts every task once per seed and overstates significance.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ def _regrets(rows: Sequence[Row], method: str, fraction: float) -> dict[tuple[st
     }
 
 
+def task_means(rows: Sequence[Row]) -> list[float]:
+    """Each task's mean ``normalized_regret`` over its rows (its seeds), in task order."""
+    by_task: dict[str, list[float]] = {}
+    for r in rows:
+        by_task.setdefault(r["task"], []).append(r["normalized_regret"])
+    return [float(np.mean(by_task[task])) for task in sorted(by_task)]
+
+
 def bootstrap_ci(values: Sequence[float], resamples: int = 2000, level: float = 0.95, seed: int = 0) -> list[float]:
     """Percentile bootstrap interval of the mean (seeded, so a rerun writes the same interval)."""
     data = np.asarray(values, dtype=float)
@@ -45,9 +56,8 @@ def bootstrap_ci(values: Sequence[float], resamples: int = 2000, level: float = 
 def wilcoxon_against(rows: Sequence[Row], reference: str, fractions: Sequence[float]) -> dict[str, Any]:
     """At each fraction, ``reference`` against every other method over their common (task, seed) pairs: the
     two-sided Wilcoxon signed-rank p-value (zero differences split between the signs, as ``zsplit`` does), and
-    whether ``reference``'s mean regret over those pairs is lower."""
-    from scipy.stats import wilcoxon
-
+    whether ``reference``'s mean regret over those pairs is lower; ``p_value_tasks``: the same test over tasks, each
+    task's regret its mean over the common seeds (the one to read when either method does not depend on the seed)."""
     methods = sorted({r["method"] for r in rows} - {reference})
     out: dict[str, Any] = {}
     for fraction in fractions:
@@ -58,16 +68,28 @@ def wilcoxon_against(rows: Sequence[Row], reference: str, fractions: Sequence[fl
             pairs = sorted(set(mine) & set(theirs))
             a = np.array([mine[p] for p in pairs])
             b = np.array([theirs[p] for p in pairs])
-            if len(pairs) == 0 or np.allclose(a, b):
-                p_value = 1.0
-            else:
-                with warnings.catch_warnings():  # few pairs: scipy warns that its normal approximation is rough
-                    warnings.simplefilter("ignore", UserWarning)
-                    p_value = float(wilcoxon(a, b, zero_method="zsplit").pvalue)
+            tasks = sorted({task for task, _ in pairs})
+            per_task = [[i for i, (task, _) in enumerate(pairs) if task == t] for t in tasks]
             better = bool(len(pairs) > 0 and a.mean() < b.mean())
-            entry[method] = {"p_value": p_value, f"{reference}_better": better, "pairs": len(pairs)}
+            entry[method] = {
+                "p_value": _signed_rank(a, b), f"{reference}_better": better, "pairs": len(pairs),
+                "p_value_tasks": _signed_rank(np.array([a[i].mean() for i in per_task]),
+                                              np.array([b[i].mean() for i in per_task])),
+                "tasks": len(tasks),
+            }  # fmt: skip
         out[str(fraction)] = entry
     return out
+
+
+def _signed_rank(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired ``a`` and ``b`` (1 when they do not differ)."""
+    from scipy.stats import wilcoxon
+
+    if len(a) == 0 or np.allclose(a, b):
+        return 1.0
+    with warnings.catch_warnings():  # few pairs: scipy warns that its normal approximation is rough
+        warnings.simplefilter("ignore", UserWarning)
+        return float(wilcoxon(a, b, zero_method="zsplit").pvalue)
 
 
 def critical_difference(rows: Sequence[Row], fraction: float, path: str | Path, alpha: float = 0.05) -> dict[str, Any]:
