@@ -111,10 +111,12 @@ def test_drop_below_keeps_a_config_while_it_can_win_or_is_on_track():
     # once another config has reached 0.9, a cannot win: the acquisition chooses again (not a)
     method = tuner(drop_below=0.2)
     method.tell(Trial(configs[1], 1), [{"val/acc": 0.9}])
+    method.last = a  # as if another worker's result had come in while a's next epoch was asked
     assert method.ask().key != a
     # unless it is on track: level with that config at the same epoch (0.3 against 0.2), however high it rose after
     method = tuner(drop_below=0.2)
     method.tell(Trial(configs[1], 2), [{"val/acc": 0.2}, {"val/acc": 0.9}])
+    method.last = a
     assert method.ask() == Trial(configs[0], 2)
     with pytest.raises(ValueError, match="drop_below"):
         tuner(drop_below=1.5)
@@ -143,6 +145,20 @@ def test_transfer_keeps_a_slow_starter_the_experience_rates():
 
     assert tuner().ask() == Trial(configs[0], 2)
     assert tuner(keep_on_experience=False).ask().key != a
+
+
+def test_the_config_told_last_is_the_one_to_continue():
+    """With steps in flight, the freed worker's ask considers continuing the config whose step just ended, not the
+    one another worker was given meanwhile (in flight, so it cannot be continued)."""
+    configs = [dict(c.values) for c in SPACE.sample(3, seed=1)]
+    method = Transfer(SPACE, configs, _Forecasts(), {}, drop_below=0.2)
+    first = method.ask()
+    method.start(first)
+    second = method.ask()  # another worker's, while the first is in flight
+    method.start(second)
+    assert second.key != first.key
+    method.tell(first, [{"val/acc": 0.3}])
+    assert method.ask() == Trial(first.config, 2)
 
 
 def test_replay_serves_recorded_curves_and_epoch_costs(task):

@@ -79,7 +79,7 @@ class SurrogateMethod(TuningMethod):
         if drop_below is not None and not 0.0 < drop_below < 1.0:
             raise ValueError(f"drop_below must be a probability in (0, 1), got {drop_below}")
         self.incumbent, self.drop_below, self.keep_on_experience = incumbent, drop_below, keep_on_experience
-        self.last: str | None = None  # the config advanced last
+        self.last: str | None = None  # the config asked or told last (see ``tell``)
 
     def curve(self, config: Mapping[str, Any]) -> list[dict[str, float]]:
         return self.observed.get(PipelineConfig(dict(config)).key(), (config, []))[1]
@@ -168,6 +168,14 @@ class SurrogateMethod(TuningMethod):
         the task's ``observed`` runs."""
         mean, std = self.perf.predict([config], self.task_features, [curve], [self.max_epochs], observed=observed)
         return float(1.0 - norm.cdf(bar, loc=float(mean[0]), scale=max(float(std[0]), 1e-9)))
+
+    def tell(self, trial: Trial, curve: Sequence[Mapping[str, float]], seconds: float = 0.0) -> None:
+        """Also make the config just told the one to consider continuing: with steps in flight, the next ask is
+        the freed worker's, and the config advanced last by then is another worker's (in flight, so not in the
+        pool), which left every config to the acquisition and broke the freeze-thaw chain of each worker
+        (2 workers took longer than one to reach one worker's result on the first experience)."""
+        super().tell(trial, curve, seconds)
+        self.last = trial.key
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "last": self.last}
