@@ -14,6 +14,7 @@ from jsonargparse import CLI
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+from lit_transfer.evaluation.tuning import EvaluationPlan
 from lit_transfer.metadataset.build import BuildPlan, build
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.metadataset.summary import checks, format_table, summarize
@@ -21,9 +22,8 @@ from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_task
 from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.surrogate.training import DEFAULT_RECIPES
-from lit_transfer.tune.evaluate import EvaluationPlan
+from lit_transfer.tune.methods.spec import MethodSpec
 
-Method = Literal["transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb"]
 TRAINER_COMMANDS = ("fit", "validate", "test")
 
 
@@ -214,8 +214,8 @@ def surrogate_evaluate(
     """
     import torch
 
-    from lit_transfer.surrogate.evaluate import format_table as quality_table
-    from lit_transfer.surrogate.evaluate import leave_out
+    from lit_transfer.evaluation.surrogate_quality import format_table as quality_table
+    from lit_transfer.evaluation.surrogate_quality import leave_out
 
     torch.set_num_threads(threads)
     summary = leave_out(
@@ -225,14 +225,12 @@ def surrogate_evaluate(
 
 
 def tune(
-    data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds", method: Method = "transfer",
-    acquisition: Literal["ei", "cost_ei", "ei_remaining", "ucb"] = "ei_remaining",
-    metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
-    candidates: int = 1000, seed: int = 0, horizon: Literal["final", "next"] = "final",
-    executor: Literal["local", "ray"] = "local", workers: int = 1, threads: int | None = None,
+    data: str, budget: str | float, budget_unit: Literal["seconds", "epochs"] = "seconds",
+    method: MethodSpec | str = "transfer", metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
+    out: str = "runs/tune", candidates: int = 1000, seed: int = 0, executor: Literal["local", "ray"] = "local",
+    workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
     record_into: str | None = None, task_name: str | None = None, own: str | None = None,
-    incumbent: Literal["observed", "predicted"] = "predicted", drop_below: float | None = 0.2,
     compare_default: bool = False,
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
@@ -243,18 +241,14 @@ def tune(
         data: the new task's data folder (train/validation/test.jsonl).
         budget: how much tuning may cost: a duration (600, 30m, 5h) or, with ``budget_unit epochs``, epochs.
         budget_unit: ``seconds`` (of training) or ``epochs`` (trial steps).
-        method: transfer | quicktune | dyhpo | portfolio | default | zero_shot | random | optuna_tpe | dehb.
-        acquisition: ei | cost_ei | ei_remaining | ucb (surrogate methods).
+        method: the tuning method: a name (transfer, quicktune, dyhpo, portfolio, default, zero_shot, random,
+            optuna_tpe, dehb: with its defaults) or a spec with its options (``--method TransferSpec
+            --method.drop_below 0.3``; in YAML ``class_path`` and ``init_args``).
         metadataset: meta-dataset whose pretrained surrogates and configs are used.
         base_model: model to finetune (default: the meta-dataset's).
         out: folder for trials, state, TensorBoard logs and result.json.
         candidates: configs sampled from the space, besides the meta-dataset's own.
         seed: seed of the method and of training.
-        horizon: final | next: the epoch surrogate methods score a candidate at.
-        incumbent: observed | predicted: what EI must beat (the best value seen, or the best forecast final value
-            of the configs run so far).
-        drop_below: surrogate methods keep training the config advanced last while its predicted chance of ending
-            above every other config's best is at least this (null: the acquisition chooses every step).
         executor: local (this process, or worker processes when workers > 1) | ray (Ray actors).
         workers: trial steps in flight at once (asynchronous: a freed worker gets the next ask at once).
         threads: torch threads per worker (default: this machine's cores shared among local workers; 1 on Ray).
@@ -293,11 +287,10 @@ def tune(
     amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
     try:
         result = run_tune(
-            data, amount, budget_unit, method, acquisition, resolve(metadataset), base_model, out, candidates,
-            seed=seed, horizon=horizon, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
+            data, amount, budget_unit, method, resolve(metadataset), base_model, out, candidates,
+            seed=seed, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
-            record_into=record_into, task_name=task_name, own=own, incumbent=incumbent,
-            drop_below=drop_below, compare_default=compare_default,
+            record_into=record_into, task_name=task_name, own=own, compare_default=compare_default,
         )  # fmt: skip
     finally:
         for writer in writers:
@@ -318,8 +311,8 @@ def evaluate(plan: EvaluationPlan) -> None:
     Args:
         plan: what to compare (``--config configs/evaluate/loto.yaml``).
     """
-    from lit_transfer.tune.evaluate import evaluate as run_evaluate
-    from lit_transfer.tune.evaluate import format_table as method_table
+    from lit_transfer.evaluation.tuning import evaluate as run_evaluate
+    from lit_transfer.evaluation.tuning import format_table as method_table
 
     print(method_table(run_evaluate(plan)))
     print(f"results, plots and summary.json in {plan.out}")

@@ -9,6 +9,7 @@ from lightning.pytorch.cli import LightningCLI
 from lit_transfer import cli
 from lit_transfer.metadataset.build import BuildPlan
 from lit_transfer.space import SearchSpace
+from lit_transfer.tune.methods import method_spec, registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FINETUNE = sorted((CONFIGS / "finetune").glob("*.yaml"))
@@ -69,28 +70,19 @@ def test_tune_config_parses_against_the_command(config):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--config", action="config")
     parser.add_function_arguments(cli.tune)
-    parsed = parser.parse_args(["--config", str(config), "--data", "d", "--budget", "60"])
-    assert parsed.method in (
-        "transfer",
-        "quicktune",
-        "dyhpo",
-        "portfolio",
-        "default",
-        "zero_shot",
-        "random",
-        "optuna_tpe",
-    )
+    parsed = parser.instantiate_classes(parser.parse_args(["--config", str(config), "--data", "d", "--budget", "60"]))
+    assert method_spec(parsed.method).name in registry()
 
 
 @pytest.mark.parametrize("config", EVALUATE, ids=lambda p: p.name)
 def test_evaluate_config_parses_against_the_plan(config):
-    from lit_transfer.tune.evaluate import EvaluationPlan
+    from lit_transfer.evaluation.tuning import EvaluationPlan
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--config", action="config")
     parser.add_argument("--plan", type=EvaluationPlan)
     plan = parser.instantiate_classes(parser.parse_args(["--config", str(config)])).plan
-    assert isinstance(plan, EvaluationPlan) and "transfer" in plan.methods
+    assert isinstance(plan, EvaluationPlan) and "transfer" in [m.name for m in plan.methods]
 
 
 def test_paths_inside_shipped_configs_resolve_from_any_folder(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import short_recipe, write_synthetic_metadataset
 
-from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
-from lit_transfer.tune.stats import bootstrap_ci, task_means, wilcoxon_against
+from lit_transfer.evaluation.stats import bootstrap_ci, task_means, wilcoxon_against
+from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 
 TASKS = ("alpha-l1", "alpha-l2", "beta-l1", "beta-l2", "gamma-l1")
 

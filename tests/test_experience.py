@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from lit_transfer.surrogate.evaluate import tau
 from lit_transfer.surrogate.experience import CONFIG_SCALES, PRIOR_MASSES, TASK_SCALES, ExperienceMean
+from lit_transfer.surrogate.metrics import tau
 
 
 def remembered() -> ExperienceMean:

@@ -9,12 +9,13 @@ import torch
 from conftest import fit
 
 from lit_transfer.executors import InlineExecutor, SimulatedExecutor, WorkerLost
+from lit_transfer.metadataset.portfolio import portfolio
 from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.surrogate import MetaDataModule, PerformanceSurrogate
 from lit_transfer.tune.loop import Budget, load_state, run_tuning
 from lit_transfer.tune.methods import DEHB, OptunaTPE, Portfolio, RandomSearch, Transfer
-from lit_transfer.tune.replay import ReplayEvaluator, portfolio
+from lit_transfer.tune.replay import ReplayEvaluator
 
 SPACE = SearchSpace.from_yaml()
 
@@ -163,7 +164,7 @@ def test_a_worker_lost_twice_is_recorded_as_failed_and_tuning_goes_on(task):
 def test_evaluate_with_workers_reports_how_much_sooner_n_workers_get_there(synthetic_metadataset, tmp_path):
     import json
 
-    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+    from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 
     plan = EvaluationPlan(
         metadataset=synthetic_metadataset, methods=["random", "portfolio"], seeds=[0, 1], budget_epochs=16,
@@ -189,8 +190,8 @@ def test_evaluate_with_workers_reports_how_much_sooner_n_workers_get_there(synth
 
 
 def test_time_to_regret_is_the_clock_of_the_first_step_that_gets_there():
+    from lit_transfer.evaluation.stats import time_to_regret
     from lit_transfer.tune.loop import Step
-    from lit_transfer.tune.stats import time_to_regret
 
     history = [Step("a", 1, 0.2, 5, 1, 0.2, clock=5), Step("b", 1, 0.6, 5, 2, 0.6, clock=7),
                Step("a", 2, 0.9, 5, 3, 0.9, clock=12)]  # fmt: skip

@@ -12,7 +12,7 @@ from conftest import fit, short_recipe
 
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.surrogate import CostSurrogate, MetaDataModule, PerformanceSurrogate
-from lit_transfer.surrogate.evaluate import tau
+from lit_transfer.surrogate.metrics import tau
 from lit_transfer.surrogate.pretrained import load_pretrained, pretrained_paths, save_weights
 
 
@@ -206,7 +206,7 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
     none of its configs count as recorded; every figure is there, per task and per family."""
     from conftest import write_synthetic_metadataset
 
-    from lit_transfer.surrogate.evaluate import FAMILY_KEYS, KEYS
+    from lit_transfer.evaluation.surrogate_quality import FAMILY_KEYS, KEYS
 
     tasks = ("a-l1-n64", "a-l2-n64", "b-l1-n64", "c-l1-n64")
     path = str(write_synthetic_metadataset(tmp_path / "meta.sqlite", tasks=tasks, configs=24, own=8))
@@ -234,7 +234,7 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
 def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():
     """Results that depend smoothly on the config: neighbours predict them, and a recorded config is predicted
     by its own mean when one neighbour is best."""
-    from lit_transfer.surrogate.baselines import NearestConfigs
+    from lit_transfer.evaluation.surrogate_baselines import NearestConfigs
 
     rng = np.random.default_rng(0)
     points = rng.random((40, 3))

@@ -12,7 +12,7 @@ from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import ExperienceSurrogate, MetaDataModule
-from lit_transfer.surrogate.evaluate import tau
+from lit_transfer.surrogate.metrics import tau
 from lit_transfer.surrogate.pretrained import load_surrogate, save_weights
 
 SPACE = SearchSpace.from_yaml()

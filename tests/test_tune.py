@@ -8,6 +8,7 @@ import torch
 from conftest import fit, write_synthetic_metadataset
 from scipy.stats import norm
 
+from lit_transfer.metadataset.portfolio import portfolio
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.surrogate import CostSurrogate, ExperienceSurrogate, MetaDataModule, PerformanceSurrogate
@@ -19,7 +20,7 @@ from lit_transfer.tune.acquisition import (
 )
 from lit_transfer.tune.loop import Budget, incumbent_at, load_state, parse_duration, run_tuning
 from lit_transfer.tune.methods import DEHB, DyHPO, OptunaTPE, Portfolio, QuickTune, RandomSearch, Transfer, Trial
-from lit_transfer.tune.replay import ReplayEvaluator, portfolio
+from lit_transfer.tune.replay import ReplayEvaluator
 
 SPACE = SearchSpace.from_yaml()
 
@@ -361,7 +362,7 @@ def test_evaluate_twice_gives_byte_identical_summaries(synthetic_metadataset, tm
     """One seeded surrogate-training path: the per-fold surrogates, and so the comparison, rebuild exactly."""
     from conftest import short_recipe
 
-    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+    from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 
     common = {
         "metadataset": synthetic_metadataset, "methods": ["transfer", "random"], "seeds": [0], "budget_epochs": 6,
@@ -377,7 +378,7 @@ def test_evaluate_twice_gives_byte_identical_summaries(synthetic_metadataset, tm
 def test_task_names_never_leave_the_output_folder(synthetic_metadataset, tmp_path, name):
     import shutil
 
-    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
+    from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 
     path = tmp_path / "meta.sqlite"
     shutil.copy(synthetic_metadataset, path)
@@ -393,8 +394,8 @@ def test_task_names_never_leave_the_output_folder(synthetic_metadataset, tmp_pat
 
 
 def test_a_second_evaluation_in_the_same_folder_is_refused_at_once(synthetic_metadataset, tmp_path):
+    from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
     from lit_transfer.io import FolderLock, LockedError
-    from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
 
     plan = EvaluationPlan(metadataset=synthetic_metadataset, methods=["random"], seeds=[0], budget_epochs=2,
                           tasks=["t0"], out=str(tmp_path / "out"))  # fmt: skip

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
+from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 from lit_transfer.io import write_json_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET
 from lit_transfer.resources import ASSETS
-from lit_transfer.tune.evaluate import EvaluationPlan, evaluate
 
 
 def main() -> None:

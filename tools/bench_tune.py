@@ -23,7 +23,7 @@ from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import load_pretrained
 from lit_transfer.tune.commands import candidate_configs
 from lit_transfer.tune.loop import Budget, run_tuning
-from lit_transfer.tune.methods import build_method
+from lit_transfer.tune.methods import MethodContext, method_spec
 from lit_transfer.tune.replay import ReplayEvaluator
 
 
@@ -52,7 +52,8 @@ def main() -> None:
     surrogates = load_pretrained(args.metadata)
     result = {}
     for method in args.methods:
-        optimizer = build_method(method, space, candidates, features, lambda: surrogates, args.metadata)
+        context = MethodContext(space, candidates, features, lambda: surrogates, args.metadata)
+        optimizer = method_spec(method).build(context)
         # the replay can only answer for recorded configs: warm up on those, then time asks over all candidates
         optimizer.candidates = known
         run_tuning(optimizer, evaluator, Budget(args.observed))

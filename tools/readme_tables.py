@@ -27,7 +27,7 @@ def _json(path: str) -> dict:
 
 def evaluate_loto() -> str:
     """Leave-one-task-out on experience v2 (``configs/evaluate/loto.yaml``, recorded in assets/evaluate/loto/)."""
-    from lit_transfer.tune.evaluate import format_table
+    from lit_transfer.evaluation.tuning import format_table
 
     return format_table(_json("evaluate/loto/summary.json"))
 

@@ -61,7 +61,7 @@ class ExperienceSurrogate(SurrogateModule):
         if data.target != "performance":
             raise ValueError(f"an ExperienceSurrogate learns from performance curves, not {data.target!r}")
         from lit_transfer.metadataset.summary import family_of
-        from lit_transfer.surrogate.evaluate import tau
+        from lit_transfer.surrogate.metrics import tau
 
         rows = data.table.select(data.train_tasks)
         tasks = [data.table.tasks[r] for r in rows]

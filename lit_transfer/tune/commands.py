@@ -21,6 +21,7 @@ from lit_transfer.tune.loop import Budget, Step, run_tuning
 
 if TYPE_CHECKING:
     from lit_transfer.tune.finetuning import FinetuneEvaluator
+    from lit_transfer.tune.methods import MethodSpec
 
 
 def meta_base_model(metadataset: str) -> str:
@@ -61,14 +62,13 @@ def experience_settings(metadataset: str, space: SearchSpace, base_model: str | 
     return RunSettings.from_dict({**recorded, "max_epochs": space.max_epochs}, base_model=base, seed=seed)
 
 
-def experience_surrogates(metadataset: str, own: str | None = None, method: str = "transfer") -> Any:
-    """The pretrained surrogates ``method`` uses (``suggest``: Transfer's): meta-trained on the meta-dataset, or
-    on it plus the user's own experience (``surrogate train --own``, written beside the user's file)."""
+def experience_surrogates(metadataset: str, own: str | None = None, surrogate: str | None = "performance") -> Any:
+    """The pretrained ``surrogate`` (a method spec's; ``suggest``: Transfer's) and the cost one: meta-trained on the
+    meta-dataset, or on it plus the user's own experience (``surrogate train --own``, written beside the user's
+    file)."""
     from lit_transfer.surrogate import load_pretrained
-    from lit_transfer.tune.methods import PERFORMANCE_SURROGATE
 
-    targets = (PERFORMANCE_SURROGATE.get(method, "performance"), "cost")
-    return load_pretrained(own if own is not None else metadataset, targets)
+    return load_pretrained(own if own is not None else metadataset, (surrogate or "performance", "cost"))
 
 
 def task_features_of(data: str, settings) -> dict:
@@ -115,18 +115,18 @@ def suggest(
 
 
 def tune(
-    data: str, budget: float, budget_unit: str = "seconds", method: str = "transfer", acquisition: str = "ei_remaining",
+    data: str, budget: float, budget_unit: str = "seconds", method: MethodSpec | str = "transfer",
     metadataset: str = SHIPPED_METADATASET, base_model: str | None = None, out: str = "runs/tune",
     candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
-    horizon: str = "final", on_step: Callable[[Step], None] | None = None,
-    on_start: Callable[[Any], None] | None = None, executor: str = "local", workers: int = 1,
+    on_step: Callable[[Step], None] | None = None, on_start: Callable[[Any], None] | None = None,
+    executor: str = "local", workers: int = 1,
     threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
     storage: str | None = None, record_into: str | None = None, task_name: str | None = None,
-    own: str | None = None, incumbent: str = "predicted", drop_below: float | None = 0.2,
-    compare_default: bool = False,
+    own: str | None = None, compare_default: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
+    ``method`` is a spec (its options) or the name of one of this package's methods.
 
     ``workers`` trial steps run at once: in this process (one local worker), in worker processes (``local``) or on
     Ray actors (``ray``, reserving ``num_cpus`` and ``num_gpus`` each, on the cluster at ``address``). Trials live
@@ -140,12 +140,11 @@ def tune(
     from lit_transfer.finetune.models import check_model
     from lit_transfer.io import FolderLock
     from lit_transfer.tune.finetuning import FinetuneEvaluator, trial_id
-    from lit_transfer.tune.methods import METHODS, build_method
+    from lit_transfer.tune.methods import MethodContext, method_spec
     from lit_transfer.tune.record import TrialRecorder, check_own
 
     # everything the run will need is checked before the first trial, not after the budget is spent
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    spec = method_spec(method)
     budget_ = Budget(budget, budget_unit)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -157,12 +156,12 @@ def tune(
     check_model(settings.base_model)
     with FolderLock(out, "tune"):
         features = task_features_of(data, settings)
-        tuner = build_method(
-            method, search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
-            lambda: experience_surrogates(metadataset, own, method), metadataset, seed=seed, acquisition=acquisition,
-            horizon=horizon, incumbent=incumbent, drop_below=drop_below,
-            optuna_storage=str(Path(out) / "optuna.journal"),
+        context = MethodContext(
+            search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
+            lambda: experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
+            state_file=Path(out) / "state.json",
         )  # fmt: skip
+        tuner = spec.build(context)
         evaluator = FinetuneEvaluator(data, settings, storage or out)
         if threads is None:  # local worker processes share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else 1
@@ -179,9 +178,10 @@ def tune(
             if on_step is not None:
                 on_step(step)
 
-        history = run_tuning(tuner, evaluator, budget_, Path(out) / "state.json", step_done, on_start, runner)
+        history = run_tuning(tuner, evaluator, budget_, context.state_file, step_done, on_start, runner)
         chosen, value = tuner.best()
-        result: dict[str, Any] = {"method": method, "steps": len(history), "spent": history[-1].spent if history else 0}
+        spent = history[-1].spent if history else 0
+        result: dict[str, Any] = {"method": spec.name, "steps": len(history), "spent": spent}
         if chosen is None:
             result.update(config=None, message="no trial finished within the budget")
         else:

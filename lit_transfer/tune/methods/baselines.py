@@ -4,10 +4,12 @@ best on related tasks, and random search."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from lit_transfer.space import SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
+from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
 
 class ZeroShot(TuningMethod):
@@ -33,7 +35,7 @@ class Portfolio(TuningMethod):
     epoch.
 
     Args:
-        ranked: configs best first (``lit_transfer.tune.replay.portfolio``: the shared configs by their mean).
+        ranked: configs best first (``lit_transfer.metadataset.portfolio``: the shared configs by their mean).
     """
 
     name = "portfolio"
@@ -64,3 +66,51 @@ class RandomSearch(TuningMethod):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.order = list(state["order"])
+
+
+@dataclass
+class ZeroShotSpec(MethodSpec):
+    """No finetuning: the base model as it is."""
+
+    name: ClassVar[str] = "zero_shot"
+    randomness: ClassVar[str] = "none"
+
+    def build(self, context: MethodContext) -> ZeroShot:
+        return ZeroShot(context.space, context.candidates, seed=context.seed)
+
+
+@dataclass
+class DefaultSpec(MethodSpec):
+    """The search space's default pipeline, trained to the last epoch."""
+
+    name: ClassVar[str] = "default"
+    randomness: ClassVar[str] = "none"
+
+    def build(self, context: MethodContext) -> Default:
+        return Default(context.space, context.candidates, seed=context.seed)
+
+
+@dataclass
+class PortfolioSpec(MethodSpec):
+    """The shared configs of the experience (without the tasks held out) by their mean final metric, each trained
+    to the last epoch in that order."""
+
+    name: ClassVar[str] = "portfolio"
+    randomness: ClassVar[str] = "none"
+
+    def build(self, context: MethodContext) -> Portfolio:
+        from lit_transfer.metadataset.portfolio import portfolio
+
+        ranked = portfolio(context.metadataset, exclude=context.exclude_tasks)
+        return Portfolio(context.space, ranked, seed=context.seed)
+
+
+@dataclass
+class RandomSpec(MethodSpec):
+    """Random search over the candidates, each trained to the last epoch."""
+
+    name: ClassVar[str] = "random"
+    randomness: ClassVar[str] = "random"
+
+    def build(self, context: MethodContext) -> RandomSearch:
+        return RandomSearch(context.space, context.candidates, seed=context.seed)

@@ -18,10 +18,12 @@ import math
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
+from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
 
 class DEHB(TuningMethod):
@@ -158,3 +160,21 @@ class DEHB(TuningMethod):
         self.events = [dict(e) for e in state["events"]]
         self.jobs = {k: dict(v) for k, v in state["jobs"].items()}
         self._replayed()
+
+
+@dataclass
+class DEHBSpec(MethodSpec):
+    """DEHB with the epochs as fidelity.
+
+    Args:
+        eta: Hyperband's reduction factor.
+        min_epochs: the lowest fidelity.
+    """
+
+    name: ClassVar[str] = "dehb"
+    randomness: ClassVar[str] = "random"
+    eta: int = 3
+    min_epochs: int = 1
+
+    def build(self, context: MethodContext) -> DEHB:
+        return DEHB(context.space, context.candidates, eta=self.eta, min_epochs=self.min_epochs, seed=context.seed)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.tune.methods.base import Trial, TuningMethod
+from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
 
 class OptunaTPE(TuningMethod):
@@ -123,3 +125,22 @@ class OptunaTPE(TuningMethod):
             if frozen.state == self.optuna.trial.TrialState.RUNNING:  # continue the trials in flight
                 trial = self.optuna.trial.Trial(self.study, frozen._trial_id)
                 self.running[PipelineConfig(entry["config"]).key()] = (trial, entry["config"])
+
+
+@dataclass
+class OptunaTPESpec(MethodSpec):
+    """Optuna's TPE with its median pruner; its study is kept in a journal beside the tuning state.
+
+    Args:
+        startup_trials: random trials before TPE models the results.
+    """
+
+    name: ClassVar[str] = "optuna_tpe"
+    randomness: ClassVar[str] = "random"
+    startup_trials: int = 5
+
+    def build(self, context: MethodContext) -> OptunaTPE:
+        journal = None if context.state_file is None else str(context.state_file.with_suffix(".optuna.journal"))
+        return OptunaTPE(
+            context.space, context.candidates, startup_trials=self.startup_trials, storage=journal, seed=context.seed
+        )

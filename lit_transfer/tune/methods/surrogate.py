@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.stats import norm
@@ -19,6 +20,7 @@ from lit_transfer.tune.acquisition import (
     upper_confidence_bound,
 )
 from lit_transfer.tune.methods.base import Trial, TuningMethod
+from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
 ACQUISITIONS = ("ei", "cost_ei", "ei_remaining", "ucb")
 
@@ -243,3 +245,98 @@ class DyHPO(QuickTune):
             if pool:
                 return Trial(self.rng.choice(pool), 1)
         return super().ask()
+
+
+@dataclass
+class SurrogateSpec(MethodSpec):
+    """Options of every freeze-thaw method with a performance surrogate (``SurrogateMethod`` says what each does).
+
+    Args:
+        acquisition: ``ei``, ``cost_ei``, ``ei_remaining`` (EI of the final value per epoch still to train) or
+            ``ucb``.
+        horizon: the epoch a candidate is scored at: ``final`` or ``next``.
+        incumbent: what EI must beat: the best value ``observed``, or the best final value ``predicted`` of the
+            configs run so far.
+        drop_below: keep training the config advanced last while its predicted chance of ending above every other
+            config's best is at least this (``None``: the acquisition chooses every step).
+        cost_power: the exponent of the predicted seconds EI is divided by (``cost_ei``).
+        beta: UCB's weight of the standard deviation (``ucb``).
+    """
+
+    acquisition: str = "ei_remaining"
+    horizon: str = "final"
+    incumbent: str = "predicted"
+    drop_below: float | None = 0.2
+    cost_power: float = 1.0
+    beta: float = 2.0
+
+    def options(self, context: MethodContext) -> dict[str, Any]:
+        """The surrogates the spec declares and its options, as every surrogate method takes them."""
+        found = context.surrogates()
+        return {
+            "perf": found.perf if self.surrogate == "performance" else found.refit, "cost": found.cost,
+            "task_features": context.task_features, "acquisition": self.acquisition, "horizon": self.horizon,
+            "incumbent": self.incumbent, "drop_below": self.drop_below, "cost_power": self.cost_power,
+            "beta": self.beta, "seed": context.seed,
+        }  # fmt: skip
+
+
+@dataclass
+class TransferSpec(SurrogateSpec):
+    """Transfer: the meta-learned surrogates as they are, conditioned on the task's observations.
+
+    Args:
+        keep_on_experience: with ``drop_below``, also keep the config advanced last while the experience alone
+            gives it that chance.
+    """
+
+    name: ClassVar[str] = "transfer"
+    randomness: ClassVar[str] = "none"
+    surrogate: ClassVar[str | None] = "performance"
+    keep_on_experience: bool = True
+
+    def build(self, context: MethodContext) -> Transfer:
+        return Transfer(
+            context.space, context.candidates, keep_on_experience=self.keep_on_experience, **self.options(context)
+        )
+
+
+@dataclass
+class QuickTuneSpec(SurrogateSpec):
+    """QuickTune: the meta-learned deep-kernel GP refit on the task after every observation.
+
+    Args:
+        refit_steps: gradient steps of each refit.
+        refit_lr: their learning rate.
+    """
+
+    name: ClassVar[str] = "quicktune"
+    randomness: ClassVar[str] = "refit"
+    surrogate: ClassVar[str | None] = "refit"
+    refit_steps: int = 20
+    refit_lr: float = 1e-3
+
+    def build(self, context: MethodContext) -> QuickTune:
+        options = self.options(context)
+        return QuickTune(context.space, context.candidates, refit_steps=self.refit_steps, refit_lr=self.refit_lr,
+                         **options)  # fmt: skip
+
+
+@dataclass
+class DyHPOSpec(SurrogateSpec):
+    """DyHPO: the deep-kernel GP trained on the task's observations only.
+
+    Args:
+        refit_steps: gradient steps of each fit from scratch.
+        refit_lr: their learning rate.
+    """
+
+    name: ClassVar[str] = "dyhpo"
+    randomness: ClassVar[str] = "refit"
+    surrogate: ClassVar[str | None] = "refit"
+    refit_steps: int = 30
+    refit_lr: float = 1e-2
+
+    def build(self, context: MethodContext) -> DyHPO:
+        return DyHPO(context.space, context.candidates, refit_steps=self.refit_steps, refit_lr=self.refit_lr,
+                     **self.options(context))  # fmt: skip

@@ -96,7 +96,7 @@ class NearestConfigs:
         finals: Mapping[str, Mapping[str, tuple[Sequence[float], float]]],
         ks: Sequence[int] = (1, 2, 4, 8, 16, 32),
     ) -> None:
-        from lit_transfer.surrogate.evaluate import tau
+        from lit_transfer.surrogate.metrics import tau
 
         self.finals = finals
         tasks = list(finals)

@@ -9,7 +9,7 @@ on the seed once (their result stands for every seed). At each fraction of the b
 final), and a rank among the methods (ties share the mean rank). ``summary.json`` has, per method and fraction,
 the mean regret with its 95% bootstrap interval (tasks resampled) and the mean rank; ``stats.json`` the Wilcoxon
 signed-rank tests of Transfer against every other method; ``cd.png`` the critical-difference diagram at the full budget
-(``lit_transfer.tune.stats``). Every (task, method, seed) run keeps a tuning state file, so an interrupted
+(``lit_transfer.evaluation.stats``). Every (task, method, seed) run keeps a tuning state file, so an interrupted
 evaluation resumes where it stopped.
 
 With ``workers`` beyond 1, every method also tunes with N trial steps in flight at once, on a simulated clock that
@@ -32,6 +32,13 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import rankdata
 
+from lit_transfer.evaluation.stats import (
+    bootstrap_ci,
+    critical_difference,
+    parallel_summary,
+    task_means,
+    wilcoxon_against,
+)
 from lit_transfer.executors import SimulatedExecutor
 from lit_transfer.io import FolderLock, inside, safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
@@ -41,15 +48,8 @@ from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate.pretrained import Surrogates, load_surrogate, save_weights
 from lit_transfer.surrogate.training import DEFAULT_RECIPES, train_surrogate
 from lit_transfer.tune.loop import Budget, Step, incumbent_at, run_tuning
-from lit_transfer.tune.methods import METHODS, PERFORMANCE_SURROGATE, RANDOMNESS, build_method
+from lit_transfer.tune.methods.spec import MethodContext, MethodSpec, method_spec, registry
 from lit_transfer.tune.replay import ReplayEvaluator
-from lit_transfer.tune.stats import (
-    bootstrap_ci,
-    critical_difference,
-    parallel_summary,
-    task_means,
-    wilcoxon_against,
-)
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
@@ -60,21 +60,14 @@ class EvaluationPlan:
 
     Args:
         metadataset: the meta-dataset whose tasks are held out in turn.
-        methods: tuning methods compared (of ``METHODS``).
+        methods: the tuning methods compared: specs (``class_path`` and ``init_args``, each method's options) or
+            the names of this package's methods (with their defaults); their names must differ.
         seeds: seeds of the randomized methods (random search, Optuna's TPE, DEHB) per task.
         refit_seeds: how many of ``seeds`` the refitting methods (QuickTune, DyHPO) run (default: all).
         holdout: ``task`` (leave one task out) or ``family`` (all tasks of a family out together: no method
             knows anything of the held-out kind of task).
         budget_epochs: tuning budget per task, in epochs (trial steps).
         tasks: tasks held out (default: all).
-        acquisition: acquisition of the surrogate methods (``ei``, ``cost_ei``, ``ei_remaining``, ``ucb``).
-        horizon: the epoch the surrogate methods score a candidate at (``final`` or ``next``).
-        incumbent: what the surrogate methods' EI must beat: the best value ``observed``, or the best final value
-            ``predicted`` of the configs run so far.
-        drop_below: the surrogate methods keep training the config advanced last while its chance of ending
-            above every other config's best is at least this (``None``: the acquisition chooses every step).
-        quicktune_refit_steps: gradient steps of QuickTune's refit after each observation.
-        dyhpo_refit_steps: gradient steps of DyHPO's from-scratch fit after each observation.
         perf_config: YAML the performance surrogate of each fold is meta-trained with (Transfer's).
         cost_config: YAML of the cost surrogate.
         refit_config: YAML of the performance surrogate QuickTune and DyHPO refit on the task.
@@ -87,18 +80,12 @@ class EvaluationPlan:
     """
 
     metadataset: str = SHIPPED_METADATASET
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[MethodSpec | str] = field(default_factory=lambda: list(registry()))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     refit_seeds: int | None = None
     holdout: Literal["task", "family"] = "task"
     budget_epochs: int = 64
     tasks: list[str] | None = None
-    acquisition: str = "ei_remaining"
-    horizon: str = "final"
-    incumbent: str = "predicted"
-    drop_below: float | None = 0.2
-    quicktune_refit_steps: int = 20
-    dyhpo_refit_steps: int = 30
     perf_config: str = DEFAULT_RECIPES["performance"]
     cost_config: str = DEFAULT_RECIPES["cost"]
     refit_config: str = DEFAULT_RECIPES["refit"]
@@ -111,9 +98,10 @@ class EvaluationPlan:
         self.metadataset, self.space = resolve(self.metadataset), resolve(self.space)
         self.perf_config, self.cost_config = resolve(self.perf_config), resolve(self.cost_config)
         self.refit_config = resolve(self.refit_config)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        self.methods = [method_spec(m) for m in self.methods]
+        names = [m.name for m in self.methods]
+        if len(set(names)) < len(names):
+            raise ValueError(f"methods must have different names, got {', '.join(names)}")
         Budget(self.budget_epochs)  # validates > 0
         if self.holdout not in ("task", "family"):
             raise ValueError(f"holdout must be 'task' or 'family', got {self.holdout!r}")
@@ -122,9 +110,9 @@ class EvaluationPlan:
         if 1 not in self.workers or min(self.workers) < 1:
             raise ValueError(f"workers must be >= 1 and include 1 (sequential tuning), got {self.workers}")
 
-    def method_seeds(self, method: str) -> list[int]:
+    def method_seeds(self, method: MethodSpec | str) -> list[int]:
         """The seeds ``method`` runs: all, the refit seeds, or one (a method the seed does not change)."""
-        kind = RANDOMNESS[method]
+        kind = method_spec(method).randomness
         if kind == "none":
             return self.seeds[:1]
         if kind == "refit" and self.refit_seeds is not None:
@@ -146,7 +134,7 @@ def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> Sur
     loaded from the fold's cache)."""
     folder = Path(plan.out) / "surrogates"
     folder.mkdir(parents=True, exist_ok=True)
-    needed = {"cost", *(PERFORMANCE_SURROGATE[m] for m in plan.methods if m in PERFORMANCE_SURROGATE)}
+    needed = {"cost", *(m.surrogate for m in plan.methods if m.surrogate is not None)}
     recipes = {"performance": plan.perf_config, "cost": plan.cost_config, "refit": plan.refit_config}
     modules = {}
     for target, recipe in recipes.items():
@@ -179,7 +167,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     rows = []
     histories: dict[tuple[str, str, int, int], list[Step]] = {}
     scales: dict[str, tuple[float, float, float]] = {}  # task -> (zero-shot start, best, worst final)
-    seeds = {method: plan.method_seeds(method) for method in plan.methods}
+    seeds = {method.name: plan.method_seeds(method) for method in plan.methods}
     space = SearchSpace.from_yaml(plan.space)
     for fold, held_out in plan.folds(tasks).items():
         cache: list[Surrogates] = []
@@ -194,21 +182,18 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
             best, worst = evaluator.best_value(), min(finals[task])
             start = task_features[task].get("zero_shot_acc", 0.0)
             scales[task] = (start, best, worst)
-            for method in plan.methods:
+            for spec in plan.methods:
+                method = spec.name
                 for seed in seeds[method]:
                     for workers in sorted(set(plan.workers)):
                         name = f"{method}-{seed}.json" if workers == 1 else f"{method}-{seed}-w{workers}.json"
                         state = inside(out, "states", safe_name(task, "task name"), name)
                         state.parent.mkdir(parents=True, exist_ok=True)
-                        tuner = build_method(
-                            method, space, evaluator.configs(), task_features[task],
-                            surrogates, plan.metadataset, exclude_tasks=held_out, seed=seed,
-                            acquisition=plan.acquisition, horizon=plan.horizon, incumbent=plan.incumbent,
-                            drop_below=plan.drop_below,
-                            quicktune_refit_steps=plan.quicktune_refit_steps,
-                            dyhpo_refit_steps=plan.dyhpo_refit_steps,
-                            optuna_storage=str(state.with_suffix(".optuna.journal")),
+                        context = MethodContext(
+                            space, evaluator.configs(), task_features[task], surrogates, plan.metadataset,
+                            exclude_tasks=held_out, seed=seed, state_file=state,
                         )  # fmt: skip
+                        tuner = spec.build(context)
                         executor = SimulatedExecutor(workers, cost=lambda result: result[1])
                         budget = Budget(plan.budget_epochs * (1.0 if workers == 1 else plan.parallel_budget))
                         histories[(task, method, seed, workers)] = run_tuning(
@@ -225,6 +210,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                             )  # fmt: skip
                 progress(f"{task} {method}: done ({len(seeds[method])} seeds)")
     _add_ranks(rows)
+    names = [m.name for m in plan.methods]
     summary = {
         method: {
             str(f): {
@@ -234,16 +220,16 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
             }
             for f in FRACTIONS
         }
-        for method in plan.methods
+        for method in names
     }
     _write(out, rows, summary, plan)
-    if "transfer" in plan.methods and len(plan.methods) > 1:
+    if "transfer" in names and len(names) > 1:
         write_atomic(out / "stats.json", json.dumps(wilcoxon_against(rows, "transfer", FRACTIONS), indent=2))
     if len(plan.methods) > 1 and len(scales) >= 5:  # autorank needs five blocks (tasks) or more
         verdict = critical_difference(rows, 1.0, out / "cd.png")
         write_atomic(out / "cd.json", json.dumps(verdict, indent=2))
     if len(set(plan.workers)) > 1:
-        parallel = parallel_summary(histories, scales, plan.methods, seeds, plan.workers)
+        parallel = parallel_summary(histories, scales, names, seeds, plan.workers)
         write_atomic(out / "parallel.json", json.dumps(parallel, indent=2))
     return summary
 
@@ -291,7 +277,7 @@ def _write(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan:
         ("rank", "mean rank", "rank.png"),
     ):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for method in plan.methods:
+        for method in (m.name for m in plan.methods):
             ax.plot(fractions, [statistics.mean(r[key] for r in _at(rows, method, f)) for f in fractions], label=method)
         ax.set_xlabel(f"fraction of the budget ({plan.budget_epochs} epochs)")
         ax.set_ylabel(ylabel)

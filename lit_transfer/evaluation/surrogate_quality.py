@@ -18,19 +18,18 @@ top-1 suggestion did at least as well as the portfolio's.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import kendalltau, spearmanr
 
+from lit_transfer.evaluation.surrogate_baselines import NearestConfigs, PlainGP, mean_config_scores
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.summary import family_of, final_score
-from lit_transfer.surrogate.baselines import NearestConfigs, PlainGP, mean_config_scores
 from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.data import MetaDataModule, prefix_channels, seconds_per_epoch
+from lit_transfer.surrogate.metrics import spearman, tau
 from lit_transfer.surrogate.perf import PerformanceSurrogate
 from lit_transfer.surrogate.training import DEFAULT_RECIPES, SurrogateRecipe, train_surrogate
 
@@ -42,20 +41,6 @@ KEYS = (
 )  # fmt: skip
 FAMILY_KEYS = ("tau_zero_shot", "baseline_tau_knn", "coverage_95", "coverage_95_shared", "coverage_95_own")
 OBSERVED_EPOCHS = (0, 1, 3)
-
-
-def tau(predicted: Any, actual: Any) -> float:
-    """Kendall's tau-b; 0 when either side is constant (no ranking to compare)."""
-    value = kendalltau(np.asarray(predicted), np.asarray(actual)).statistic
-    return 0.0 if value is None or math.isnan(value) else float(value)
-
-
-def spearman(predicted: Any, actual: Any) -> float:
-    """Spearman's rho; 0 when either side is constant."""
-    if len(set(np.asarray(predicted).tolist())) < 2 or len(set(np.asarray(actual).tolist())) < 2:
-        return 0.0
-    value = spearmanr(np.asarray(predicted), np.asarray(actual)).statistic
-    return 0.0 if value is None or math.isnan(value) else float(value)
 
 
 def _curve(run: RunRecord) -> list[dict[str, float]]:
