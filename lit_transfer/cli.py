@@ -230,8 +230,8 @@ def tune(
     out: str = "runs/tune", candidates: int = 1000, seed: int = 0, executor: Literal["local", "ray"] = "local",
     workers: int = 1, threads: int | None = None,
     address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0, storage: str | None = None,
-    record_into: str | None = None, task_name: str | None = None, own: str | None = None,
-    compare_default: bool = False,
+    record_into: str | None = None, task_name: str | None = None, task_family: str | None = None,
+    own: str | None = None, compare_default: bool = False,
 ) -> None:  # fmt: skip
     """Tune the finetuning pipeline for a new dataset with real trials, then test the chosen one.
 
@@ -258,6 +258,8 @@ def tune(
         storage: where trials live, reachable by every worker: a shared folder or an fsspec URL (default: out).
         record_into: your own meta-dataset file: every trial (curve so far, cost, status) is recorded into it.
         task_name: the task's name there (default: the data folder's name).
+        task_family: the kind of task it is there (default: a family of its own): ``evaluate --holdout family``
+            and the surrogates hold a family's tasks out together.
         own: your own meta-dataset, with surrogates from ``surrogate train --own``, used besides ``metadataset``.
         compare_default: then train the default config as long as the chosen one (outside the budget) and test it.
     """
@@ -290,7 +292,8 @@ def tune(
             data, amount, budget_unit, method, resolve(metadataset), base_model, out, candidates,
             seed=seed, on_step=on_step, on_start=on_start, executor=executor, workers=workers,
             threads=threads, address=address, num_cpus=num_cpus, num_gpus=num_gpus, storage=storage,
-            record_into=record_into, task_name=task_name, own=own, compare_default=compare_default,
+            record_into=record_into, task_name=task_name, task_family=task_family, own=own,
+            compare_default=compare_default,
         )  # fmt: skip
     finally:
         for writer in writers:

@@ -131,3 +131,12 @@ def inside(folder: str | Path, *parts: str) -> Path:
     if path != root and root not in path.parents:
         raise ValueError(f"{Path(*parts)} would be outside {folder}")
     return path
+
+
+def write_qa_folder(splits: dict[str, list[dict[str, str]]], out_dir: str | Path) -> Path:
+    """A QA dataset folder (the data contract): one ``<split>.jsonl`` per split, one example per line."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        write_atomic(out_dir / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    return out_dir

@@ -11,8 +11,9 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 
 import pytest
 
-from lit_transfer.finetune.demo import corpus, toy_qa_examples, write_qa_folder
+from lit_transfer.finetune.demo import corpus, toy_qa_examples
 from lit_transfer.finetune.models import build_tiny_phi3
+from lit_transfer.io import write_qa_folder
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +58,7 @@ def write_synthetic_metadataset(
             level = 0.7 + 0.1 * i
             features = {name: 1.0 + 0.1 * i * (j + 1) for j, name in enumerate(TASK_FEATURES)}
             features.update(zero_shot_loss=5.0, zero_shot_acc=0.0, log_train_size=5.0 + 0.2 * i)
-            store.add_task(task, features)
+            store.add_task(task, features, task.split("-")[0])  # the names show the family
             for config in sampled + (space.sample(own, seed=100 + i) if own else []):
                 lr = space.hyperparameters["learning_rate"].encode(config["learning_rate"])[0]
                 rank = space.hyperparameters["lora_rank"].encode(config["lora_rank"])[0]

@@ -15,8 +15,8 @@ from lit_transfer.finetune.data import (
     pack,
     read_jsonl,
 )
-from lit_transfer.finetune.demo import write_qa_folder
 from lit_transfer.finetune.models import load_causal_lm, load_tokenizer
+from lit_transfer.io import write_qa_folder
 
 
 def _write(path, lines):

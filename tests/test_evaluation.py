@@ -10,6 +10,7 @@ from conftest import short_recipe, write_synthetic_metadataset
 
 from lit_transfer.evaluation.stats import bootstrap_ci, task_means, wilcoxon_against
 from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
+from lit_transfer.metadataset.store import MetaDataset
 
 TASKS = ("alpha-l1", "alpha-l2", "beta-l1", "beta-l2", "gamma-l1")
 
@@ -34,7 +35,9 @@ def lofo(families, tmp_path_factory):
 
 def test_a_family_is_held_out_together(lofo):
     plan, _, out = lofo
-    assert plan.folds(list(TASKS)) == {
+    with MetaDataset(plan.metadataset) as store:
+        families = store.families()
+    assert plan.folds(list(TASKS), families) == {
         "family-alpha": ["alpha-l1", "alpha-l2"], "family-beta": ["beta-l1", "beta-l2"], "family-gamma": ["gamma-l1"]
     }  # fmt: skip
     # per fold, the surrogates the methods use (no QuickTune here: no refit surrogate), named by recipe content

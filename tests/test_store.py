@@ -175,3 +175,56 @@ def test_a_copy_without_some_tasks_keeps_everything_else(store, tmp_path):
     with pytest.raises(MetaDatasetError, match="no task"):
         store.copy_without(["nope"], tmp_path / "x.sqlite")
     assert not (tmp_path / "x.sqlite").exists()
+
+
+def test_a_task_is_its_own_family_unless_told(tmp_path):
+    """A user's task named ``my-data`` is not of a family ``my``: only a family given makes tasks kin."""
+    with MetaDataset(tmp_path / "own.sqlite", create=True) as store:
+        store.add_task("my-data", {"size": 1.0})
+        store.add_task("arithmetic-l2-n64", {"size": 1.0}, "arithmetic")
+        assert store.families() == {"arithmetic-l2-n64": "arithmetic", "my-data": "my-data"}
+        with pytest.raises(MetaDatasetError, match="needs a family name"):
+            store.add_task("x", {"size": 1.0}, " ")
+
+
+def _version_1(path):
+    """A file as version 1 wrote it: no family column."""
+    with MetaDataset(path, create=True) as store:
+        store.add_task("arithmetic-l2-n64", {"size": 1.0}, "arithmetic")
+        store.add_task("yes_no", {"size": 2.0}, "yes_no")
+        store.add_run(_run(task="yes_no"))
+        store.conn.execute("ALTER TABLE tasks DROP COLUMN family")
+        store.conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def test_a_version_1_file_is_read_as_it_is_and_migrated_on_its_first_write(tmp_path):
+    path = tmp_path / "v1.sqlite"
+    _version_1(path)
+    before = path.read_bytes()
+    with MetaDataset(path) as store:
+        assert store.version == 1
+        assert store.families() == {"arithmetic-l2-n64": "arithmetic", "yes_no": "yes_no"}
+        assert len(list(store.runs())) == 1
+    assert path.read_bytes() == before  # reading never changes a file
+    with MetaDataset(path) as store:
+        store.add_run(_run(task="arithmetic-l2-n64"))
+    with MetaDataset(path) as store:
+        assert store.version == 2
+        assert store.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        assert dict(store.conn.execute("SELECT task, family FROM tasks").fetchall()) == {
+            "arithmetic-l2-n64": "arithmetic", "yes_no": "yes_no",
+        }  # fmt: skip
+        assert len(list(store.runs())) == 2
+
+
+def test_a_recorded_task_keeps_the_family_it_was_given(tmp_path):
+    from lit_transfer.tune.record import TrialRecorder
+
+    path = tmp_path / "own.sqlite"
+    TrialRecorder(path, "my-data", {"size": 1.0}, settings=None, family="entity_type")
+    TrialRecorder(path, "my-data", {"size": 1.0}, settings=None)  # resumed without saying it again
+    with MetaDataset(path) as store:
+        assert store.families() == {"my-data": "entity_type"}
+    with pytest.raises(MetaDatasetError, match="recorded in family 'entity_type', not 'dates'"):
+        TrialRecorder(path, "my-data", {"size": 1.0}, settings=None, family="dates")

@@ -13,7 +13,8 @@ from lit_transfer.metadataset.tasks import (
     suite_world,
     write_tasks,
 )
-from lit_transfer.metadataset.world import COLOURS, COUNTRIES, PETS, World
+from lit_transfer.metadataset.vocab import COLOURS, COUNTRIES, PETS
+from lit_transfer.metadataset.world import World
 
 
 def _name(question: str) -> str:

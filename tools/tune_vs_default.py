@@ -30,7 +30,6 @@ silence()
 from lit_transfer.finetune.data import load_split  # noqa: E402
 from lit_transfer.io import write_json_atomic  # noqa: E402
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset  # noqa: E402
-from lit_transfer.metadataset.summary import family_of  # noqa: E402
 from lit_transfer.metadataset.tasks import select_tasks, suite_world  # noqa: E402
 from lit_transfer.surrogate.training import DEFAULT_RECIPES  # noqa: E402
 
@@ -46,7 +45,7 @@ def experience_without(metadataset: str, family: str, out: Path, perf_config: st
     paths = pretrained_paths(path)  # the methods compared need Transfer's surrogates, not QuickTune's
     if not path.exists():
         with MetaDataset(metadataset) as store:
-            store.copy_without([t for t in store.tasks() if family_of(t) == family], path)
+            store.copy_without([t for t, f in store.families().items() if f == family], path)
     for recipe, target in ((perf_config, paths["performance"]), (cost_config, paths["cost"])):
         if not target.exists():
             save_weights(train_surrogate(recipe, str(path)), target)

@@ -26,7 +26,7 @@ import numpy as np
 
 from lit_transfer.evaluation.surrogate_baselines import NearestConfigs, PlainGP, mean_config_scores
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
-from lit_transfer.metadataset.summary import family_of, final_score
+from lit_transfer.metadataset.summary import final_score
 from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.data import MetaDataModule, prefix_channels, seconds_per_epoch
 from lit_transfer.surrogate.metrics import spearman, tau
@@ -53,7 +53,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def evaluate_task(
-    task: str, runs: list[RunRecord], features: Mapping[str, float], perf: PerformanceSurrogate,
+    task: str, family: str, runs: list[RunRecord], features: Mapping[str, float], perf: PerformanceSurrogate,
     cost: CostSurrogate, plain_gp: PlainGP, knn: NearestConfigs, train_finals: Mapping[str, Mapping[str, float]],
 ) -> dict[str, Any]:  # fmt: skip
     """The quality figures on one held-out task (``runs``: its finished runs; ``train_finals``: final results
@@ -63,7 +63,7 @@ def evaluate_task(
     actual = np.array([final_score(r, encoding.metric) for r in runs])
     recorded = {key for scores in train_finals.values() for key in scores}
     shared = np.array([r.config_key in recorded for r in runs])
-    result: dict[str, Any] = {"task": task, "family": family_of(task), "configs": len(runs),
+    result: dict[str, Any] = {"task": task, "family": family, "configs": len(runs),
                               "shared_configs": int(shared.sum())}  # fmt: skip
     inside = {"all": [], "shared": [], "own": []}
     for k in OBSERVED_EPOCHS:
@@ -122,7 +122,7 @@ def leave_out(
         raise ValueError(f"holdout must be 'task' or 'family', got {holdout!r}")
     with MetaDataset(path) as store:
         all_runs = [r for r in store.runs() if r.status == "ok"]
-        task_features = store.tasks()
+        task_features, families = store.tasks(), store.families()
     unknown = [t for t in tasks or [] if t not in task_features]
     if unknown:
         raise ValueError(f"{path}: no task(s) {', '.join(unknown)}")
@@ -130,7 +130,7 @@ def leave_out(
                                 for r in (perf_recipe, cost_recipe))  # fmt: skip
     baseline_seed = perf_recipe.seed if seed is None else seed
     chosen = tasks or sorted(task_features)
-    unit = (lambda t: t) if holdout == "task" else family_of
+    unit = (lambda t: t) if holdout == "task" else families.__getitem__
     folds: dict[str, list[str]] = {}
     for task in chosen:
         folds.setdefault(unit(task), []).append(task)
@@ -152,7 +152,9 @@ def leave_out(
         train_finals = {t: {k: s for k, (_, s) in scores.items()} for t, scores in finals.items()}
         for task in evaluated:
             runs = [r for r in all_runs if r.task == task]
-            per_task.append(evaluate_task(task, runs, task_features[task], perf, cost, plain_gp, knn, train_finals))
+            per_task.append(
+                evaluate_task(task, families[task], runs, task_features[task], perf, cost, plain_gp, knn, train_finals)
+            )
             progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in per_task[-1].items()))
     summary: dict[str, Any] = {"holdout": holdout, **{k: _mean([r[k] for r in per_task]) for k in KEYS}}
     compared = [r for r in per_task if r["portfolio_top1_final"] is not None]

@@ -42,7 +42,7 @@ from lit_transfer.evaluation.stats import (
 from lit_transfer.executors import SimulatedExecutor
 from lit_transfer.io import FolderLock, inside, safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
-from lit_transfer.metadataset.summary import family_of, final_score
+from lit_transfer.metadataset.summary import final_score
 from lit_transfer.resources import resolve
 from lit_transfer.space import DEFAULT_SPACE, SearchSpace
 from lit_transfer.surrogate.pretrained import Surrogates, load_surrogate, save_weights
@@ -119,13 +119,14 @@ class EvaluationPlan:
             return self.seeds[: self.refit_seeds]
         return list(self.seeds)
 
-    def folds(self, tasks: list[str]) -> dict[str, list[str]]:
-        """Held-out groups by name: each task, or each family's tasks (named ``family-<name>``)."""
+    def folds(self, tasks: list[str], families: dict[str, str]) -> dict[str, list[str]]:
+        """Held-out groups by name: each task, or each family's tasks (named ``family-<name>``; ``families``: each
+        task's, as the meta-dataset records it)."""
         if self.holdout == "task":
             return {task: [task] for task in tasks}
         groups: dict[str, list[str]] = {}
         for task in tasks:
-            groups.setdefault(f"family-{family_of(task)}", []).append(task)
+            groups.setdefault(f"family-{families[task]}", []).append(task)
         return groups
 
 
@@ -160,7 +161,7 @@ def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> d
 
 def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) -> dict[str, Any]:
     with MetaDataset(plan.metadataset) as store:
-        task_features = store.tasks()
+        task_features, families = store.tasks(), store.families()
         finals = {t: [final_score(r) for r in store.runs(t)] for t in task_features}
     tasks = plan.tasks or sorted(task_features)
     grid = np.linspace(0, 1, 41)[1:]  # budget fractions for the plots
@@ -169,7 +170,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     scales: dict[str, tuple[float, float, float]] = {}  # task -> (zero-shot start, best, worst final)
     seeds = {method.name: plan.method_seeds(method) for method in plan.methods}
     space = SearchSpace.from_yaml(plan.space)
-    for fold, held_out in plan.folds(tasks).items():
+    for fold, held_out in plan.folds(tasks, families).items():
         cache: list[Surrogates] = []
 
         def surrogates(fold: str = fold, held_out: list = held_out, cache: list = cache) -> Surrogates:

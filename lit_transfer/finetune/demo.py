@@ -7,11 +7,11 @@ the validation and test splits ask about in other words.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from lit_transfer.finetune.models import build_tiny_phi3
+from lit_transfer.io import write_qa_folder
 
 _SYLLABLES = ["ka", "lo", "mi", "ren", "to", "va", "sel", "dor", "an", "bri", "ku", "nes", "ol", "par", "zu"]
 _CITIES = ["Varnholm", "Ostrel", "Quendi", "Marrow", "Tilsen", "Brakka", "Eldwin", "Sorrel"]
@@ -39,15 +39,6 @@ def toy_qa_examples(seed: int = 0, people: int = 40) -> dict[str, list[dict[str,
             splits["train"].append({"id": f"{name}-{attr}-0", "question": first.format(name=name), "answer": answer})
             splits[held_out].append({"id": f"{name}-{attr}-1", "question": second.format(name=name), "answer": answer})
     return splits
-
-
-def write_qa_folder(splits: dict[str, list[dict[str, str]]], out_dir: str | Path) -> Path:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, rows in splits.items():
-        with (out_dir / f"{split}.jsonl").open("w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-    return out_dir
 
 
 def corpus(splits: dict[str, list[dict[str, str]]]) -> list[str]:

@@ -240,7 +240,7 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
                 features = task_features(
                     data, plan.base_model, plan.max_length, plan.eval_batch_size, plan.prompt_template
                 )
-                store.add_task(spec.name, features)
+                store.add_task(spec.name, features, spec.family)
         runs = plan_runs(plan, store)
         columns = [
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

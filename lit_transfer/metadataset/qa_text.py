@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import random
 
-from lit_transfer.metadataset.skills import ITEMS, ORDINALS, replace_letter
-from lit_transfer.metadataset.world import Person, World, _word
+from lit_transfer.metadataset.skills import replace_letter
+from lit_transfer.metadataset.vocab import ITEMS, ORDINALS
+from lit_transfer.metadataset.vocab import word as _word
+from lit_transfer.metadataset.world import Person, World
 
 
 def _skill_pair(rng: random.Random) -> tuple[str, str]:

@@ -10,15 +10,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from lit_transfer.metadataset.world import COLOURS, PETS, _word
-
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-MONTHS = [
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-]  # fmt: skip
-ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"]
-ITEMS = PETS + COLOURS
+from lit_transfer.metadataset.vocab import DAYS, ITEMS, MONTHS, ORDINALS
+from lit_transfer.metadataset.vocab import word as _word
 
 
 def replace_letter(word: str, old: str, new: str) -> str:

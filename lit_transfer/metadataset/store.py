@@ -23,11 +23,11 @@ from lit_transfer.io import temporary_path
 from lit_transfer.resources import ASSETS
 from lit_transfer.space import PipelineConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tasks record their family (a version 1 file is read as it is, migrated on its first write)
 STATUSES = ("ok", "diverged", "oom", "failed")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (task TEXT PRIMARY KEY, features TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (task TEXT PRIMARY KEY, features TEXT NOT NULL, family TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY,
     task TEXT NOT NULL REFERENCES tasks(task),
@@ -64,6 +64,12 @@ SHIPPED_METADATASET = str(ASSETS / "metadata" / "v2.sqlite")
 
 class MetaDatasetError(ValueError):
     """A file that is not a (compatible) lit_transfer meta-dataset, or a record that cannot be stored."""
+
+
+def legacy_family(task: str) -> str:
+    """The family of a task of a version 1 file, which did not record it: the synthetic suites' names carry it
+    (``arithmetic-l2-n512``), the only source there is."""
+    return task.split("-", 1)[0]
 
 
 @dataclass
@@ -147,9 +153,22 @@ class MetaDataset:
             raise MetaDatasetError(f"{self.path}: an SQLite file, but not a lit_transfer meta-dataset")
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         version = None if row is None else row[0]
-        if version is None or not str(version).isdigit() or int(version) != SCHEMA_VERSION:
+        if version is None or not str(version).isdigit() or int(version) not in (1, SCHEMA_VERSION):
             self.conn.close()
             raise MetaDatasetError(f"{self.path}: schema version {version}, this lit_transfer reads {SCHEMA_VERSION}")
+        self.version = int(version)
+
+    def _migrate(self) -> None:
+        """Before the first write into a version 1 file: version 2 records every task's family (from its name, as
+        version 1 implied it), in one transaction. Reading never changes a file."""
+        if self.version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            self.conn.execute("ALTER TABLE tasks ADD COLUMN family TEXT NOT NULL DEFAULT ''")
+            for (task,) in self.conn.execute("SELECT task FROM tasks").fetchall():
+                self.conn.execute("UPDATE tasks SET family=? WHERE task=?", (legacy_family(task), task))
+            self.conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        self.version = SCHEMA_VERSION
 
     # ------------------------------------------------------------------ run settings
     def run_settings(self) -> dict[str, Any] | None:
@@ -164,6 +183,7 @@ class MetaDataset:
         mine = {k: v for k, v in settings.items() if k not in ignore}
         recorded = self.run_settings()
         if recorded is None:
+            self._migrate()
             with self.transaction():
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('run_settings', ?)", (json.dumps(mine),))
             return
@@ -186,12 +206,27 @@ class MetaDataset:
         self.close()
 
     # ------------------------------------------------------------------ tasks
-    def add_task(self, task: str, features: dict[str, float]) -> None:
+    def add_task(self, task: str, features: dict[str, float], family: str | None = None) -> None:
+        """Record a task and its meta-features; ``family`` is the kind of task it is, held out together with its
+        kin when transfer is evaluated (default: its own family, like no other task)."""
+        family = task if family is None else family
+        if not family.strip():
+            raise MetaDatasetError(f"{self.path}: task {task!r} needs a family name, got {family!r}")
+        self._migrate()
         with self.transaction():
-            self.conn.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?)", (task, json.dumps(features)))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO tasks (task, features, family) VALUES (?, ?, ?)",
+                (task, json.dumps(features), family),
+            )
 
     def tasks(self) -> dict[str, dict[str, float]]:
         return {t: json.loads(f) for t, f in self.conn.execute("SELECT task, features FROM tasks ORDER BY task")}
+
+    def families(self) -> dict[str, str]:
+        """Each task's family."""
+        if self.version == 1:  # not migrated: nothing was written yet
+            return {task: legacy_family(task) for task in self.tasks()}
+        return dict(self.conn.execute("SELECT task, family FROM tasks ORDER BY task").fetchall())
 
     # ------------------------------------------------------------------ runs
     def add_run(self, run: RunRecord) -> int:
@@ -200,6 +235,7 @@ class MetaDataset:
             raise MetaDatasetError(f"run status must be one of {STATUSES}, got {run.status!r}")
         if run.task not in self.tasks():
             raise MetaDatasetError(f"unknown task {run.task!r}: add the task (with its meta-features) first")
+        self._migrate()
         with self.transaction():
             old = self.conn.execute(
                 "SELECT run_id FROM runs WHERE task=? AND config_key=? AND seed=? AND base_model=? AND max_epochs=?",
@@ -323,7 +359,10 @@ class MetaDataset:
 
     # ------------------------------------------------------------------ exchange
     def to_frames(self) -> dict[str, pd.DataFrame]:
-        tasks = pd.DataFrame([{"task": t, "features": json.dumps(f)} for t, f in self.tasks().items()])
+        families = self.families()
+        tasks = pd.DataFrame(
+            [{"task": t, "features": json.dumps(f), "family": families[t]} for t, f in self.tasks().items()]
+        )
         runs, curves = [], []
         for r in self.runs():
             runs.append(
@@ -357,8 +396,9 @@ class MetaDataset:
         folder = Path(folder)
         frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("tasks", "runs", "curves")}
         store = cls(path, create=True)
-        for row in frames["tasks"].itertuples():
-            store.add_task(row.task, json.loads(row.features))
+        for row in frames["tasks"].itertuples():  # an export of a version 1 file has no family column
+            family = getattr(row, "family", None) or legacy_family(row.task)
+            store.add_task(row.task, json.loads(row.features), family)
         points: dict[int, list] = {}
         for p in frames["curves"].itertuples():
             points.setdefault(p.run_id, []).append(

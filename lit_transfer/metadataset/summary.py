@@ -18,11 +18,6 @@ from scipy.stats import spearmanr
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 
 
-def family_of(task: str) -> str:
-    """Task names show family and variant (``arithmetic-l2-n512``); a name without a variant is its family."""
-    return task.split("-", 1)[0]
-
-
 def final_score(run: RunRecord, metric: str = "val/acc") -> float:
     """The metric at the run's last fidelity; a run that failed before reaching any counts as 0."""
     value = run.final(metric) if run.status == "ok" else None
@@ -37,7 +32,7 @@ def _final_loss(run: RunRecord) -> float:
 def summarize(store: MetaDataset, default_key: str | None = None, metric: str = "val/acc") -> dict[str, Any]:
     """The numbers of ``metadata summary``; ``default_key`` is the default pipeline's ``PipelineConfig.key()``."""
     runs = list(store.runs())
-    features = store.tasks()
+    features, families = store.tasks(), store.families()
     scores: dict[str, dict[str, float]] = {}
     losses: dict[str, dict[str, float]] = {}
     per_task = []
@@ -56,7 +51,7 @@ def summarize(store: MetaDataset, default_key: str | None = None, metric: str = 
         per_task.append(
             {
                 "task": task,
-                "family": family_of(task),
+                "family": families[task],
                 "train_examples": None if size is None else round(math.exp(size)),
                 "val_examples": None if validation is None else round(math.exp(validation)),
                 "runs": len(task_runs),
@@ -88,7 +83,7 @@ def summarize(store: MetaDataset, default_key: str | None = None, metric: str = 
         "seconds_per_run": statistics.mean(r.seconds for r in runs) if runs else None,
         "failures": sum(r.status != "ok" for r in runs),
         "mean_rank_correlation": statistics.mean(correlations) if correlations else None,
-        "families": len({family_of(t) for t in scores}),
+        "families": len({families[t] for t in scores}),
         "val_examples_min": min(validations) if validations else None,
         "shared_configs": len(shared),
         "own_configs_min": min((len(scores[t]) - len(shared) for t in with_runs), default=0),

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lit_transfer.finetune.demo import write_qa_folder
-from lit_transfer.metadataset.skills import DAYS, MONTHS, ORDINALS
-from lit_transfer.metadataset.world import COLOURS, COUNTRIES, OCCUPATIONS, PETS, Person, World, _word
+from lit_transfer.io import write_qa_folder
+from lit_transfer.metadataset.vocab import COLOURS, COUNTRIES, DAYS, MONTHS, OCCUPATIONS, ORDINALS, PETS
+from lit_transfer.metadataset.vocab import word as _word
+from lit_transfer.metadataset.world import Person, World
 
 Example = dict[str, str]
 ATTRIBUTES = {

@@ -9,17 +9,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "tr", "st", "sh", "kl"]
-_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
-_CODAS = ["", "", "n", "r", "l", "s", "th", "m"]
-OCCUPATIONS = ["baker", "pilot", "farmer", "doctor", "painter", "teacher", "miner", "sailor", "judge", "weaver"]
-COLOURS = ["red", "blue", "green", "amber", "violet", "white", "black", "silver", "orange", "grey"]
-PETS = ["cat", "dog", "owl", "horse", "goat", "parrot", "fox", "rabbit"]
-COUNTRIES = ["Aldoria", "Besk", "Corvane", "Dunmark", "Esterra"]
-
-
-def _word(rng: random.Random, syllables: int) -> str:
-    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables))
+from lit_transfer.metadataset.skills import skills_text
+from lit_transfer.metadataset.vocab import COLOURS, COUNTRIES, OCCUPATIONS, PETS
+from lit_transfer.metadataset.vocab import word as _word
 
 
 @dataclass
@@ -145,8 +137,6 @@ class World:
     ) -> list[str]:
         """The pretraining documents: the world ``repeats`` times, ``general`` statements and ``skills`` sentences
         of general skills (``lit_transfer.metadataset.skills``), shuffled."""
-        from lit_transfer.metadataset.skills import skills_text
-
         rng = random.Random(seed)
         docs = [d for _ in range(repeats) for d in self.documents(rng, negations)] + self.general_text(rng, general)
         docs += skills_text(rng, skills)

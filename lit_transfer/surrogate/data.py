@@ -139,6 +139,7 @@ class RunTable:
     target: torch.Tensor  # [runs, epochs] metric, NaN where not measured
     channels: torch.Tensor  # [runs, epochs, PREFIX_CHANNELS]
     seconds_per_epoch: torch.Tensor  # [runs], NaN for runs that did not finish
+    families: dict[str, str]  # task -> its family
 
     @classmethod
     def from_store(cls, store: MetaDataset, encoding: Encoding) -> RunTable:
@@ -172,7 +173,7 @@ class RunTable:
             raise MetaDatasetError(f"{store.path}: the meta-dataset has no runs to learn from")
         return cls(
             tasks, task_features, torch.from_numpy(np.stack(configs)), torch.stack(targets), torch.stack(channels),
-            torch.tensor(seconds, dtype=torch.float32),
+            torch.tensor(seconds, dtype=torch.float32), store.families(),
         )  # fmt: skip
 
     def select(self, tasks: Sequence[str]) -> list[int]:
@@ -193,6 +194,7 @@ class RunTable:
             {t: f for table in tables for t, f in table.task_features.items()},
             torch.cat([t.config for t in tables]), torch.cat([t.target for t in tables]),
             torch.cat([t.channels for t in tables]), torch.cat([t.seconds_per_epoch for t in tables]),
+            {t: f for table in tables for t, f in table.families.items()},
         )  # fmt: skip
 
 

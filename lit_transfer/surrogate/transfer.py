@@ -60,13 +60,12 @@ class ExperienceSurrogate(SurrogateModule):
         data = self.trainer.datamodule
         if data.target != "performance":
             raise ValueError(f"an ExperienceSurrogate learns from performance curves, not {data.target!r}")
-        from lit_transfer.metadataset.summary import family_of
         from lit_transfer.surrogate.metrics import tau
 
         rows = data.table.select(data.train_tasks)
         tasks = [data.table.tasks[r] for r in rows]
         self.experience.remember(
-            data.table.config[rows], tasks, [family_of(t) for t in tasks], data.table.task_features,
+            data.table.config[rows], tasks, [data.table.families[t] for t in tasks], data.table.task_features,
             data.table.target[rows],
         )  # fmt: skip
         self.experience.choose_scales(self.normalized_task, tau, self.hparams.prior_masses)

@@ -122,7 +122,7 @@ def tune(
     executor: str = "local", workers: int = 1,
     threads: int | None = None, address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0,
     storage: str | None = None, record_into: str | None = None, task_name: str | None = None,
-    own: str | None = None, compare_default: bool = False,
+    task_family: str | None = None, own: str | None = None, compare_default: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Tune with real finetuning trials until the budget is spent (resuming ``out/state.json`` if present); then
     test the chosen config. Returns (and writes to ``out/result.json``) the choice, its test metrics, its adapter.
@@ -132,7 +132,8 @@ def tune(
     Ray actors (``ray``, reserving ``num_cpus`` and ``num_gpus`` each, on the cluster at ``address``). Trials live
     in ``storage`` (default: ``out``), which every worker must reach; the state stays in ``out``, written by this
     process only. With ``record_into``, every trial (curve so far, cost, status) is written after each step into
-    that meta-dataset of the user's own, as task ``task_name`` (default: the data folder's name); ``own`` is such a
+    that meta-dataset of the user's own, as task ``task_name`` (default: the data folder's name) of family
+    ``task_family`` (default: a family of its own); ``own`` is such a
     file whose surrogates (``surrogate train --own``) and configs are used besides ``metadataset``'s. With
     ``compare_default``, the space's default config is then trained for at least as many epochs as the chosen one
     (outside the budget) and tested too: ``result["default"]``, so the choice is seen against the usual recipe."""
@@ -169,7 +170,7 @@ def tune(
         recorder = None
         if record_into is not None:
             name = safe_name(task_name or Path(data).resolve().name, "task name")
-            recorder = TrialRecorder(record_into, name, features, settings)
+            recorder = TrialRecorder(record_into, name, features, settings, task_family)
 
         def step_done(step: Step) -> None:
             if recorder is not None:  # this process is the only writer of the user's file

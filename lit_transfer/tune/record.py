@@ -33,10 +33,13 @@ class TrialRecorder:
         path: the user's meta-dataset file.
         task: the task's name in it.
         features: the task's meta-features.
+        family: the kind of task it is (default: a family of its own), held out with its kin when evaluated.
         settings: the run settings of the trials (``RunSettings``).
     """
 
-    def __init__(self, path: str | Path, task: str, features: Mapping[str, float], settings: Any) -> None:
+    def __init__(
+        self, path: str | Path, task: str, features: Mapping[str, float], settings: Any, family: str | None = None
+    ) -> None:
         self.path, self.task, self.settings = check_own(path), task, settings
         with MetaDataset(self.path, create=True) as store:
             known = store.tasks().get(task)
@@ -45,7 +48,10 @@ class TrialRecorder:
                     f"{path}: task {task!r} is already recorded with other meta-features (another dataset?); "
                     "name this one differently (--task_name)"
                 )
-            store.add_task(task, dict(features))
+            recorded = store.families().get(task)
+            if known is not None and family is not None and recorded != family:
+                raise MetaDatasetError(f"{path}: task {task!r} is recorded in family {recorded!r}, not {family!r}")
+            store.add_task(task, dict(features), family if known is None else recorded)
 
     def record(self, step: Step, method: TuningMethod, curve: Mapping[str, Any] | None) -> None:
         """The config of ``step`` as recorded so far: its trial's ``curve.json`` (None for a failed step)."""
