@@ -415,3 +415,16 @@ def test_dehb_trains_its_jobs_to_hyperband_fidelities_and_resumes_where_it_was(t
     asked = {e["epochs"] for e in events if "ask" in e}
     assert asked <= {3, 8} and 8 in asked  # Hyperband's brackets over 8 epochs with eta 3
     assert sum("tell" in e for e in events) >= 4
+
+
+def test_dyhpo_is_the_same_run_whatever_the_process_drew_before(task, surrogates):
+    """DyHPO's fresh weights come from its seed, not from the process's random state: a resumed or rerun
+    evaluation reproduces it."""
+    evaluator, features = task
+    perf, _, _ = surrogates
+    runs = []
+    for draws in (0, 5):
+        torch.rand(draws)  # other work in the same process
+        method = DyHPO(SPACE, evaluator.configs(), perf, features, refit_steps=5, seed=3)
+        runs.append([(s.config_key, s.fidelity, s.value) for s in run_tuning(method, evaluator, Budget(8))])
+    assert runs[0] == runs[1]

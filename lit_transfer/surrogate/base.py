@@ -79,8 +79,8 @@ class RefittablePredictor(PerformancePredictor, Protocol):
     def reset(self) -> None:
         """Back to the meta-learned weights."""
 
-    def untrained(self) -> PerformancePredictor:
-        """The same model without meta-learning."""
+    def untrained(self, seed: int = 0) -> PerformancePredictor:
+        """The same model without meta-learning, its fresh weights drawn with ``seed``."""
 
 
 @runtime_checkable

@@ -231,9 +231,13 @@ class PerformanceSurrogate(SurrogateModule):
         else:
             self.load_state_dict(self._meta_weights)
 
-    def untrained(self) -> PerformanceSurrogate:
-        """The same model with fresh weights (no meta-learning) and this one's task-feature normalization."""
-        fresh = type(self)(**dict(self.hparams))
+    def untrained(self, seed: int = 0) -> PerformanceSurrogate:
+        """The same model with fresh weights drawn with ``seed`` (no meta-learning) and this one's task-feature
+        normalization. Seeded here, not by whatever the process drew before: a DyHPO run is the same run in any
+        process, resumed or not."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            fresh = type(self)(**dict(self.hparams))
         task_buffers = {k: v for k, v in self.state_dict().items() if k.startswith("task_")}
         fresh.load_state_dict({**fresh.state_dict(), **task_buffers})
         return fresh.eval()

@@ -236,7 +236,7 @@ class DyHPO(QuickTune):
 
     def __init__(self, *args: Any, refit_steps: int = 100, refit_lr: float = 1e-2, **kwargs: Any) -> None:
         super().__init__(*args, refit_steps=refit_steps, refit_lr=refit_lr, **kwargs)
-        self.perf = self.perf.untrained()  # the same task normalization, no meta-learned weights
+        self.perf = self.perf.untrained(self.seed)  # the same task normalization, no meta-learned weights
         self.perf.reset()
 
     def ask(self) -> Trial | None:
