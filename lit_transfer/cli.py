@@ -154,9 +154,10 @@ def surrogate_train(
     perf_config: str = DEFAULT_RECIPES["performance"], cost_config: str = DEFAULT_RECIPES["cost"],
     refit_config: str = DEFAULT_RECIPES["refit"], threads: int = 1, own: str | None = None,
 ) -> None:  # fmt: skip
-    """Meta-train the surrogates on a meta-dataset (all its tasks) and write them beside it, where suggest, tune and
-    evaluate load them (``<name>.perf.ckpt``, ``<name>.cost.ckpt``, ``<name>.refit.ckpt``). Seeded: the same
-    input gives the same weights.
+    """Meta-train the surrogates on a meta-dataset and write them beside it.
+
+    Trained on all its tasks and written where suggest, tune and evaluate load them (``<name>.perf.ckpt``,
+    ``<name>.cost.ckpt``, ``<name>.refit.ckpt``). Seeded: the same input gives the same weights.
     With ``own``, they learn from the meta-dataset plus your own experience, and are written beside your file
     (where ``suggest --own`` and ``tune --own`` load them).
 
@@ -199,9 +200,11 @@ def surrogate_evaluate(
     perf_config: str = DEFAULT_RECIPES["performance"], cost_config: str = DEFAULT_RECIPES["cost"],
     holdout: Literal["task", "family"] = "task", json: bool = False, threads: int = 1,
 ) -> None:  # fmt: skip
-    """Quality of the surrogates on new tasks: each task (or each family, all its tasks together) in turn is new,
-    the surrogates meta-train on the rest (the same seeded path as ``surrogate train``); rankings before and
-    after observed epochs against baselines, calibration of the 95% interval, cost error.
+    """The surrogates' quality on tasks they never saw, one task or one whole family left out at a time.
+
+    Each task (or each family, all its tasks together) in turn is new and the surrogates meta-train on the rest (the
+    same seeded path as ``surrogate train``); rankings before and after observed epochs against baselines,
+    calibration of the 95% interval, cost error.
 
     Args:
         metadataset: the meta-dataset (default: the shipped one).
@@ -309,7 +312,9 @@ def tune(
 
 
 def evaluate(plan: EvaluationPlan) -> None:
-    """Leave-one-task-out comparison of the tuning methods on a meta-dataset (replayed; resumable).
+    """Compare the tuning methods on a meta-dataset, leaving out one task or one whole family at a time.
+
+    Replays the recorded runs; resumable.
 
     Args:
         plan: what to compare (``--config configs/evaluate/loto.yaml``).
@@ -330,16 +335,16 @@ COMMANDS = {
 }
 
 
-USAGE = """usage: python -m lit_transfer COMMAND ...
+USAGE = """usage: {prog} COMMAND ...
 
   fit | validate | test             a Lightning Trainer run from a YAML config (--help for its options)
   metadata build | tasks | summary   build a meta-dataset, write the QA tasks, summarise a meta-dataset
-  surrogate train | evaluate         meta-train the surrogates on a meta-dataset; their leave-one-task-out quality
+  surrogate train | evaluate         meta-train the surrogates on a meta-dataset; their quality on held-out tasks
   suggest --data DIR --top K         configs for a new dataset from the meta-learned surrogates
   tune --config configs/tune/transfer.yaml --data DIR --budget SECONDS
                                      tune with real finetuning trials, then test the chosen config
-  evaluate --config configs/evaluate/loto.yaml
-                                     leave-one-task-out comparison of the tuning methods
+  evaluate --config configs/evaluate/lofo.yaml
+                                     compare the tuning methods, leaving out one family (or one task) at a time
 
   --debug                            show the traceback of an error instead of one line
 """
@@ -409,6 +414,13 @@ def _packaged_configs(argv: list[str]) -> list[str]:
     return out
 
 
+def _prog() -> str:
+    """How the user called us, for usage lines: the ``lit-transfer`` command or ``python -m lit_transfer``."""
+    from pathlib import Path
+
+    return "lit-transfer" if Path(sys.argv[0]).name == "lit-transfer" else "python -m lit_transfer"
+
+
 def main(argv: list[str] | None = None) -> None:
     from lit_transfer.quiet import silence
 
@@ -418,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = [a for a in argv if a != "--debug"]
     silence()
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(USAGE.format(prog=_prog()))
         return
     if argv[0] not in TRAINER_COMMANDS and argv[0] not in COMMANDS:
         fail(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}", 2)
@@ -431,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         if argv[0] in TRAINER_COMMANDS:
             run_trainer_command(None if from_command_line else argv)
         else:
-            CLI(COMMANDS, args=argv, as_positional=False)
+            CLI(COMMANDS, args=argv, as_positional=False, prog=_prog())
     except _usage_errors() as err:
         if debug:
             raise

@@ -75,3 +75,26 @@ def test_tiny_fit_end_to_end_then_continue(tmp_path):
     continued = json.loads((run_dir / "curve.json").read_text())
     assert [p["fidelity"] for p in continued["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert continued["points"][:5] == curve["points"]
+
+
+def test_every_command_says_what_it_does_in_one_whole_sentence():
+    """The first line of a command's docstring is its summary in ``--help``: a sentence cut in two reads as broken."""
+    from lit_transfer.cli import COMMANDS
+
+    functions = [f for entry in COMMANDS.values() for f in (entry.values() if isinstance(entry, dict) else [entry])]
+    for function in functions:
+        first = function.__doc__.strip().splitlines()[0]
+        assert first.endswith("."), (function.__name__, first)
+
+
+def test_the_lit_transfer_command_is_installed_and_names_itself():
+    import shutil
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lit-transfer"]
+    assert script.value == "lit_transfer.__main__:main"
+    result = subprocess.run([shutil.which("lit-transfer"), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: lit-transfer COMMAND")
+    suggest = subprocess.run([shutil.which("lit-transfer"), "suggest", "--help"], capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert suggest.returncode == 0 and "usage: lit-transfer" in suggest.stdout and "__main__" not in suggest.stdout

@@ -44,4 +44,3 @@ class ReplayEvaluator:
     def best_value(self, metric: str = "val/acc") -> float:
         """The best metric value any recorded run reaches at any epoch (for regret)."""
         return max((p["metrics"].get(metric) or 0.0) for r in self.runs.values() for p in r.curve)
-

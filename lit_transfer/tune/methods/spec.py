@@ -95,7 +95,5 @@ def method_spec(method: MethodSpec | str) -> MethodSpec:
         return method
     known = registry()
     if method not in known:
-        raise ValueError(
-            f"unknown method {method!r}; choose from {', '.join(known)} or give class_path and init_args"
-        )
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(known)} or give class_path and init_args")
     return known[method]()
