@@ -313,18 +313,18 @@ class QuickTuneSpec(SurrogateSpec):
     name: ClassVar[str] = "quicktune"
     randomness: ClassVar[str] = "refit"
     surrogate: ClassVar[str | None] = "refit"
+    method: ClassVar[type[QuickTune]] = QuickTune
     refit_steps: int = 20
     refit_lr: float = 1e-3
 
     def build(self, context: MethodContext) -> QuickTune:
-        options = self.options(context)
-        return QuickTune(context.space, context.candidates, refit_steps=self.refit_steps, refit_lr=self.refit_lr,
-                         **options)  # fmt: skip
+        return self.method(context.space, context.candidates, refit_steps=self.refit_steps, refit_lr=self.refit_lr,
+                           **self.options(context))  # fmt: skip
 
 
 @dataclass
-class DyHPOSpec(SurrogateSpec):
-    """DyHPO: the deep-kernel GP trained on the task's observations only.
+class DyHPOSpec(QuickTuneSpec):
+    """DyHPO: the deep-kernel GP trained on the task's observations only (each fit from fresh weights).
 
     Args:
         refit_steps: gradient steps of each fit from scratch.
@@ -332,11 +332,6 @@ class DyHPOSpec(SurrogateSpec):
     """
 
     name: ClassVar[str] = "dyhpo"
-    randomness: ClassVar[str] = "refit"
-    surrogate: ClassVar[str | None] = "refit"
+    method: ClassVar[type[QuickTune]] = DyHPO
     refit_steps: int = 30
     refit_lr: float = 1e-2
-
-    def build(self, context: MethodContext) -> DyHPO:
-        return DyHPO(context.space, context.candidates, refit_steps=self.refit_steps, refit_lr=self.refit_lr,
-                     **self.options(context))  # fmt: skip
