@@ -74,9 +74,7 @@ class ZeroShotSpec(MethodSpec):
 
     name: ClassVar[str] = "zero_shot"
     randomness: ClassVar[str] = "none"
-
-    def build(self, context: MethodContext) -> ZeroShot:
-        return ZeroShot(context.space, context.candidates, seed=context.seed)
+    method: ClassVar[type[TuningMethod]] = ZeroShot
 
 
 @dataclass
@@ -85,9 +83,7 @@ class DefaultSpec(MethodSpec):
 
     name: ClassVar[str] = "default"
     randomness: ClassVar[str] = "none"
-
-    def build(self, context: MethodContext) -> Default:
-        return Default(context.space, context.candidates, seed=context.seed)
+    method: ClassVar[type[TuningMethod]] = Default
 
 
 @dataclass
@@ -111,6 +107,4 @@ class RandomSpec(MethodSpec):
 
     name: ClassVar[str] = "random"
     randomness: ClassVar[str] = "random"
-
-    def build(self, context: MethodContext) -> RandomSearch:
-        return RandomSearch(context.space, context.candidates, seed=context.seed)
+    method: ClassVar[type[TuningMethod]] = RandomSearch

@@ -58,11 +58,13 @@ class MethodSpec:
     """A tuning method's options. A subclass that sets ``name`` is registered under it and must declare
     ``randomness`` (what its seed changes: ``none``, its ``refit``, or its choices: ``random``; the evaluation
     runs a method one seed, ``refit_seeds`` or every seed accordingly) and ``surrogate`` (the pretrained
-    performance surrogate it uses: ``performance``, ``refit`` or ``None``)."""
+    performance surrogate it uses: ``performance``, ``refit`` or ``None``). A method without options of its own
+    only names the class it builds (``method``)."""
 
     name: ClassVar[str]
     randomness: ClassVar[str]
     surrogate: ClassVar[str | None] = None
+    method: ClassVar[type[TuningMethod]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,7 +80,7 @@ class MethodSpec:
         _REGISTRY[cls.name] = cls
 
     def build(self, context: MethodContext) -> TuningMethod:
-        raise NotImplementedError
+        return self.method(context.space, context.candidates, seed=context.seed)
 
 
 def registry() -> dict[str, type[MethodSpec]]:
