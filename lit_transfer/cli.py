@@ -8,27 +8,26 @@ from __future__ import annotations
 
 import json as json_module
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 from jsonargparse import CLI
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
 
-from lit_transfer.evaluation.tuning import EvaluationPlan
-from lit_transfer.metadataset.build import BuildPlan, build
-from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
-from lit_transfer.metadataset.summary import checks, format_table, summarize
-from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
-from lit_transfer.resources import resolve
+from lit_transfer.evaluation.plan import EvaluationPlan
+from lit_transfer.metadataset.build import BuildPlan
+from lit_transfer.resources import SHIPPED_METADATASET, resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
-from lit_transfer.surrogate.training import DEFAULT_RECIPES
+from lit_transfer.surrogate.recipes import DEFAULT_RECIPES
 from lit_transfer.tune.methods.spec import MethodSpec
 
 TRAINER_COMMANDS = ("fit", "validate", "test")
 
 
-def trainer_cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
-    """Run a Lightning Trainer command from a YAML config (``--help`` and ``--print_config`` included)."""
+def trainer_cli(args: list[str] | None = None, run: bool = True) -> Any:
+    """Run a Lightning Trainer command from a YAML config (``--help`` and ``--print_config`` included); returns the
+    ``LightningCLI`` (imported here: the other commands' ``--help`` does not load Lightning)."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+    from lightning.pytorch.cli import LightningCLI
+
     return LightningCLI(
         LightningModule,
         LightningDataModule,
@@ -55,6 +54,8 @@ def metadata_build(plan: BuildPlan, progress: bool = True) -> None:
         plan: what to build (``--config configs/metadata/micro.yaml``).
         progress: show a progress bar with ETA.
     """
+    from lit_transfer.metadataset.build import build
+
     store = build(plan, progress=progress)
     print(f"{plan.out}: {len(store)} runs")
 
@@ -73,6 +74,8 @@ def metadata_tasks(
             new tasks of the same families, levels and sizes, which no recorded run has seen.
         world_seed: seed of the generated world the tasks ask about (the shipped base models know world 0).
     """
+    from lit_transfer.metadataset.tasks import select_tasks, suite_world, write_tasks
+
     for path in write_tasks(out, select_tasks(tasks, seed, suite), world=suite_world(suite, world_seed)):
         print(path)
 
@@ -87,6 +90,9 @@ def metadata_summary(
         json: print one JSON object instead of a table.
         space: the search space whose default config is reported as "default".
     """
+    from lit_transfer.metadataset.store import MetaDataset
+    from lit_transfer.metadataset.summary import checks, format_table, summarize
+
     with MetaDataset(resolve(metadataset)) as store:
         summary = summarize(store, SearchSpace.from_yaml(space).default().key())
     summary["checks"] = checks(summary)
@@ -174,6 +180,7 @@ def surrogate_train(
 
     import torch
 
+    from lit_transfer.metadataset.store import MetaDataset
     from lit_transfer.surrogate.pretrained import pretrained_paths, save_weights
     from lit_transfer.surrogate.training import train_surrogate
     from lit_transfer.tune.record import check_own
@@ -444,11 +451,11 @@ def main(argv: list[str] | None = None) -> None:
             run_trainer_command(None if from_command_line else argv)
         else:
             CLI(COMMANDS, args=argv, as_positional=False, prog=_prog())
-    except _usage_errors() as err:
+    except Exception as err:  # classified here, not in the except clause: --help's SystemExit imports nothing
         if debug:
             raise
-        fail(_condensed(str(err), argv) if "\n" in str(err) else str(err), 2)
-    except _run_errors() as err:
-        if debug:
-            raise
-        fail(str(err), 1)
+        if isinstance(err, _usage_errors()):
+            fail(_condensed(str(err), argv) if "\n" in str(err) else str(err), 2)
+        if isinstance(err, _run_errors()):
+            fail(str(err), 1)
+        raise

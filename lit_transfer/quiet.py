@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 # (category, message regex) of warnings that say nothing to a user of these commands
@@ -34,7 +35,8 @@ _LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fab
 
 
 def silence() -> None:
-    """Filter known warnings and library logging below errors; hide weight-loading progress bars."""
+    """Filter known warnings and library logging below errors; hide weight-loading progress bars (without importing
+    the libraries: ``--help`` stays fast)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -42,10 +44,9 @@ def silence() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import transformers
-
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
+    # transformers reads these when it is imported: the command line need not import it to quiet it
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # imported already (a worker, or a library caller that asked for quiet)
+        logging_utils = sys.modules["transformers"].utils.logging
+        logging_utils.set_verbosity_error()
+        logging_utils.disable_progress_bar()

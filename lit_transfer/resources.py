@@ -13,6 +13,8 @@ from pathlib import Path
 PACKAGE = Path(str(files("lit_transfer")))
 CONFIGS = PACKAGE / "configs"
 ASSETS = PACKAGE / "assets"
+# the experience shipped with the package, and its pretrained surrogates beside it
+SHIPPED_METADATASET = str(ASSETS / "metadata" / "v2.sqlite")
 
 
 def resolve(path: str | Path) -> str:

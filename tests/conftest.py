@@ -104,7 +104,7 @@ def short_recipe(tmp_path, target, max_epochs):
 
     import yaml
 
-    from lit_transfer.surrogate.training import DEFAULT_RECIPES
+    from lit_transfer.surrogate.recipes import DEFAULT_RECIPES
 
     config = yaml.safe_load(Path(DEFAULT_RECIPES[target]).read_text())
     config["trainer"]["max_epochs"] = max_epochs

@@ -40,6 +40,39 @@ def test_commands_print_no_third_party_noise(tmp_path):
     assert printed.returncode == 0 and printed.stderr == ""
 
 
+HEAVY = ("torch", "lightning", "transformers", "peft")
+HELP_IMPORTS = """
+import sys
+from lit_transfer.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("imported:", ",".join(sorted(name for name in {heavy!r} if name in sys.modules)))
+"""
+
+
+HELPED = [[], ["metadata", "build"], ["metadata", "summary"], ["surrogate", "train"], ["surrogate", "evaluate"],
+          ["suggest"], ["tune"], ["evaluate"]]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command",
+    HELPED,
+    ids=lambda c: " ".join(c) or "top",
+)
+def test_help_loads_no_training_library(command):
+    """``--help`` of every command but the Trainer ones stays fast because it imports neither torch nor Lightning
+    (measured in seconds by tools/bench_help.py)."""
+    code = HELP_IMPORTS.format(heavy=HEAVY)
+    result = subprocess.run(
+        [sys.executable, "-c", code, *command, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
+    assert result.stdout.splitlines()[-1] == "imported: "
+
+
 def test_unknown_command_is_named(tmp_path):
     result = run_cli("fitt", cwd=REPO)
     assert result.returncode != 0 and "unknown command 'fitt'" in result.stderr

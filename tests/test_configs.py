@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import lightning.pytorch.cli
 import pytest
 from jsonargparse import ArgumentError, ArgumentParser
 from lightning.pytorch.cli import LightningCLI
@@ -35,7 +36,7 @@ def test_every_config_is_checked():
 
 @pytest.mark.parametrize("config", FINETUNE + SURROGATE, ids=lambda p: p.name)
 def test_trainer_config_parses_against_code(config, monkeypatch):
-    monkeypatch.setattr(cli, "LightningCLI", ParseOnlyCLI)
+    monkeypatch.setattr(lightning.pytorch.cli, "LightningCLI", ParseOnlyCLI)  # trainer_cli imports it when called
     parsed = cli.trainer_cli(["--config", str(config)], run=False).config
     assert parsed.model.class_path.startswith("lit_transfer.")
     assert parsed.data.class_path.startswith("lit_transfer.")
@@ -44,7 +45,7 @@ def test_trainer_config_parses_against_code(config, monkeypatch):
 def test_a_drifted_config_is_rejected(tmp_path, monkeypatch):
     config = tmp_path / "bad.yaml"
     config.write_text((CONFIGS / "finetune" / "tiny_lora.yaml").read_text().replace("lora_rank:", "lora_rnak:"))
-    monkeypatch.setattr(cli, "LightningCLI", ParseOnlyCLI)
+    monkeypatch.setattr(lightning.pytorch.cli, "LightningCLI", ParseOnlyCLI)  # trainer_cli imports it when called
     with pytest.raises(ArgumentError, match="lora_rnak"):  # the command line turns it into one line, exit code 2
         cli.trainer_cli(["--config", str(config)], run=False)
 

@@ -31,7 +31,7 @@ from lit_transfer.finetune.data import load_split  # noqa: E402
 from lit_transfer.io import write_json_atomic  # noqa: E402
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset  # noqa: E402
 from lit_transfer.metadataset.tasks import select_tasks, suite_world  # noqa: E402
-from lit_transfer.surrogate.training import DEFAULT_RECIPES  # noqa: E402
+from lit_transfer.surrogate.recipes import DEFAULT_RECIPES  # noqa: E402
 
 METHODS = ("transfer", "portfolio", "default")
 

@@ -31,7 +31,8 @@ from lit_transfer.surrogate.cost import CostSurrogate
 from lit_transfer.surrogate.data import MetaDataModule, prefix_channels, seconds_per_epoch
 from lit_transfer.surrogate.metrics import spearman, tau
 from lit_transfer.surrogate.perf import PerformanceSurrogate
-from lit_transfer.surrogate.training import DEFAULT_RECIPES, SurrogateRecipe, train_surrogate
+from lit_transfer.surrogate.recipes import DEFAULT_RECIPES
+from lit_transfer.surrogate.training import SurrogateRecipe, train_surrogate
 
 KEYS = (
     "tau_zero_shot", "spearman_zero_shot", "tau_zero_shot_shared", "baseline_tau_mean_config", "baseline_tau_knn",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lit_transfer.executors import Executor, after_failure, make_executor
-from lit_transfer.finetune.run import RunSettings
+from lit_transfer.finetune.settings import RunSettings
 from lit_transfer.io import FolderLock
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.tasks import SUITES, TaskSpec, suite_world

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from lit_transfer.io import temporary_path
-from lit_transfer.resources import ASSETS
+from lit_transfer.resources import SHIPPED_METADATASET as SHIPPED_METADATASET  # where it was always imported from
 from lit_transfer.space import PipelineConfig
 
 SCHEMA_VERSION = 2  # 2: tasks record their family (a version 1 file is read as it is, migrated on its first write)
@@ -59,7 +59,6 @@ CREATE TABLE IF NOT EXISTS curves (
 
 # the experience every command uses by default (built by configs/metadata/v2.yaml); micro.sqlite (v1, 8 tasks) is
 # kept for fast tests
-SHIPPED_METADATASET = str(ASSETS / "metadata" / "v2.sqlite")
 
 
 class MetaDatasetError(ValueError):
@@ -178,7 +177,7 @@ class MetaDataset:
 
     def check_run_settings(self, settings: dict[str, Any], ignore: tuple[str, ...] = ()) -> None:
         """Record ``settings`` on first use; afterwards refuse runs trained otherwise (they would not compare)."""
-        from lit_transfer.finetune.run import LEGACY_SETTINGS
+        from lit_transfer.finetune.settings import LEGACY_SETTINGS
 
         mine = {k: v for k, v in settings.items() if k not in ignore}
         recorded = self.run_settings()

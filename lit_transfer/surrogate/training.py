@@ -17,15 +17,6 @@ import lightning as L
 import torch
 import yaml
 
-from lit_transfer.resources import CONFIGS
-
-# performance: what Transfer and ``suggest`` predict with; refit: what QuickTune and DyHPO refit on a task
-DEFAULT_RECIPES = {
-    "performance": str(CONFIGS / "surrogate" / "perf_experience.yaml"),
-    "cost": str(CONFIGS / "surrogate" / "cost_mlp.yaml"),
-    "refit": str(CONFIGS / "surrogate" / "perf_dkgp.yaml"),
-}
-
 
 @dataclass(frozen=True)
 class SurrogateRecipe:

@@ -54,7 +54,7 @@ def candidate_configs(
 def experience_settings(metadataset: str, space: SearchSpace, base_model: str | None = None, seed: int = 0):
     """The run settings the meta-dataset's runs were trained with (its recorded ``RunSettings``), so that a
     suggested or tuned run is trained exactly as the experience it is predicted from."""
-    from lit_transfer.finetune.run import RunSettings
+    from lit_transfer.finetune.settings import RunSettings
 
     with MetaDataset(metadataset) as store:
         recorded = store.run_settings() or {}
