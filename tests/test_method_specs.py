@@ -37,7 +37,7 @@ def test_a_name_cannot_be_taken_twice():
             randomness: ClassVar[str] = "random"
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", sorted(registry()))  # every registered method, a new one included
 def test_every_method_builds_from_a_context_and_asks_only_for_the_surrogates_it_declares(
     name, synthetic_metadataset, tmp_path
 ):
