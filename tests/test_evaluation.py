@@ -124,3 +124,42 @@ def test_seed_copies_do_not_count_as_evidence_over_tasks():
     lo, hi = bootstrap_ci(per_task)
     lo_copies, hi_copies = bootstrap_ci([r["normalized_regret"] for r in rows if r["method"] == "transfer"])
     assert hi - lo > 2 * (hi_copies - lo_copies)
+
+
+def test_a_randomized_runs_seed_comes_from_seed_and_task(lofo):
+    """The configs of every task come in the same order: one seed on every task would draw the same positions."""
+    from lit_transfer.tune.loop import load_state
+    from lit_transfer.tune.methods.spec import task_seed
+
+    _, summary, out = lofo
+    assert task_seed(0, "alpha-l1") == task_seed(0, "alpha-l1") != task_seed(0, "alpha-l2") != task_seed(1, "alpha-l2")
+    orders = {}
+    for task in TASKS:
+        state = load_state(out / "states" / task / "random-0.json").method
+        assert state["seed"] == task_seed(0, task)
+        orders[task] = tuple(state["order"][:4])
+    assert len(set(orders.values())) > 1  # the same positions on every task would be one order
+    assert load_state(out / "states" / "alpha-l1" / "transfer-0.json").method["seed"] == 0  # seed-free: as given
+    for fraction in ("0.1", "1.0"):
+        assert summary["random"][fraction]["regret_seed_sd"] >= 0.0
+        assert summary["transfer"][fraction]["regret_seed_sd"] is None
+
+
+def test_a_state_from_before_per_task_seeds_is_refused_not_mixed(lofo, tmp_path):
+    import dataclasses
+    import shutil
+
+    plan, _, out = lofo
+    copy = tmp_path / "eval"
+    shutil.copytree(out, copy)
+    state = copy / "states" / "beta-l1" / "random-2.json"
+    raw = json.loads(state.read_text())
+    del raw["method"]["seed"]  # as the states of earlier versions were saved
+    state.write_text(json.dumps(raw))
+    plan = dataclasses.replace(plan, out=str(copy))
+    with pytest.raises(ValueError, match=r"random-2.json: made before each run's seed was derived"):
+        evaluate(plan, progress=lambda line: None)
+    raw["method"]["seed"] = 7  # a state of another seed: refused by the loop, naming the file
+    state.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"random-2.json: the state was made with seed 7"):
+        evaluate(plan, progress=lambda line: None)

@@ -3,14 +3,16 @@ recorded runs.
 
 For each fold in turn (a task, or all tasks of a family): the surrogates meta-train on the other tasks (cached per
 fold), the portfolio is ranked on them, then every method tunes each held-out task under the same epoch budget:
-randomized methods for every seed, refitting ones for the first ``refit_seeds``, and methods that do not depend
-on the seed once (their result stands for every seed). At each fraction of the budget the incumbent
-(best validation metric seen) gives a normalized regret, (best recorded - incumbent) / (best recorded - worst
-final), and a rank among the methods (ties share the mean rank). ``summary.json`` has, per method and fraction,
-the mean regret with its 95% bootstrap interval (tasks resampled) and the mean rank; ``stats.json`` the Wilcoxon
-signed-rank tests of Transfer against every other method; ``cd.png`` the critical-difference diagram at the full budget
-(``lit_transfer.evaluation.stats``). Every (task, method, seed) run keeps a tuning state file, so an interrupted
-evaluation resumes where it stopped.
+randomized methods for every seed, refitting ones for the first ``refit_seeds``, and methods that do not depend on
+the seed once (their result stands for every seed). A run's seed is derived from (seed, task) (``task_seed``): every
+task's configs come in the same order, and one seed everywhere would draw the same positions on every task. At each
+fraction of the budget the incumbent (best validation metric seen) gives a normalized regret, (best recorded -
+incumbent) / (best recorded - worst final), and a rank among the methods (ties share the mean rank).
+``summary.json`` has, per method and fraction, the mean regret with its 95% bootstrap interval (tasks resampled),
+the mean rank and, for a method run with several seeds, how far its mean regret moves with the seed
+(``regret_seed_sd``); ``stats.json`` the Wilcoxon signed-rank tests of Transfer against every other method;
+``cd.png`` the critical-difference diagram at the full budget (``lit_transfer.evaluation.stats``). Every (task,
+method, seed) run keeps a tuning state file, so an interrupted evaluation resumes where it stopped.
 
 With ``workers`` beyond 1, every method also tunes with N trial steps in flight at once, on a simulated clock that
 advances by each step's recorded seconds (``SimulatedExecutor``); ``parallel.json`` then says, per method and N,
@@ -46,8 +48,8 @@ from lit_transfer.metadataset.summary import final_score
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate.pretrained import Surrogates, load_surrogate, save_weights
 from lit_transfer.surrogate.training import train_surrogate
-from lit_transfer.tune.loop import Budget, Step, incumbent_at, run_tuning
-from lit_transfer.tune.methods.spec import MethodContext
+from lit_transfer.tune.loop import Budget, Step, incumbent_at, load_state, run_tuning
+from lit_transfer.tune.methods.spec import MethodContext, MethodSpec, task_seed
 from lit_transfer.tune.replay import ReplayEvaluator
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -113,9 +115,11 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                         name = f"{method}-{seed}.json" if workers == 1 else f"{method}-{seed}-w{workers}.json"
                         state = inside(out, "states", safe_name(task, "task name"), name)
                         state.parent.mkdir(parents=True, exist_ok=True)
+                        run_seed = seed if spec.randomness == "none" else task_seed(seed, task)
+                        _check_seeded(state, spec)
                         context = MethodContext(
                             space, evaluator.configs(), task_features[task], surrogates, plan.metadataset,
-                            exclude_tasks=held_out, seed=seed, state_file=state,
+                            exclude_tasks=held_out, seed=run_seed, state_file=state,
                         )  # fmt: skip
                         tuner = spec.build(context)
                         executor = SimulatedExecutor(workers, cost=lambda result: result[1])
@@ -141,6 +145,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                 "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(rows, method, f)),
                 "regret_ci95": bootstrap_ci(task_means(_at(rows, method, f))),  # tasks, not seed copies
                 "rank": statistics.mean(r["rank"] for r in _at(rows, method, f)),
+                "regret_seed_sd": seed_spread(rows, method, f) if len(seeds[method]) > 1 else None,
             }
             for f in FRACTIONS
         }
@@ -156,6 +161,28 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
         parallel = parallel_summary(histories, scales, names, seeds, plan.workers)
         write_atomic(out / "parallel.json", json.dumps(parallel, indent=2))
     return summary
+
+
+def _check_seeded(state: Path, spec: MethodSpec) -> None:
+    """A randomized method's state from before each run's seed was derived from (seed, task) ran with the plan's
+    seed itself: resumed, it would mix the two. Refused, naming the file."""
+    if spec.randomness == "none" or not state.exists():
+        return
+    if "seed" not in load_state(state).method:
+        raise ValueError(
+            f"{state}: made before each run's seed was derived from (seed, task); remove the evaluation's states "
+            "folder (or this file) to rerun it"
+        )
+
+
+def seed_spread(rows: list[dict[str, Any]], method: str, fraction: float) -> float | None:
+    """How far the method's mean regret moves with its seed: the standard deviation over seeds of the mean over
+    tasks (``None`` for a method run with one seed)."""
+    by_seed: dict[int, list[float]] = {}
+    for r in _at(rows, method, fraction):
+        by_seed.setdefault(r["seed"], []).append(r["normalized_regret"])
+    means = [statistics.mean(values) for values in by_seed.values()]
+    return statistics.stdev(means) if len(means) > 1 else None
 
 
 def _add_ranks(rows: list[dict[str, Any]]) -> None:

@@ -107,7 +107,10 @@ def run_tuning(
     state = TuningState(method.state_dict())
     if state_path is not None and Path(state_path).exists():
         state = load_state(state_path)
-        method.load_state_dict(state.method)
+        try:
+            method.load_state_dict(state.method)
+        except ValueError as err:
+            raise ValueError(f"{state_path}: {err}") from None
     queue = [Trial(t["config"], t["fidelity"]) for t in state.in_flight]  # in flight when the driver stopped
     running: dict[str, Trial] = {}
     attempts: dict[str, int] = {}

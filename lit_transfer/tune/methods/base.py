@@ -83,6 +83,7 @@ class TuningMethod:
     def state_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "seed": self.seed,
             "observed": [[config, curve] for config, curve in self.observed.values()],
             "failed": self.failed,
             "rng": _encode_rng(self.rng.getstate()),
@@ -91,6 +92,8 @@ class TuningMethod:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("name") != self.name:
             raise ValueError(f"state of {state.get('name')!r} cannot be loaded into {self.name!r}")
+        if state.get("seed", self.seed) != self.seed:  # states saved before seeds were recorded: as they are
+            raise ValueError(f"the state was made with seed {state['seed']}, not {self.seed}: give that seed")
         self.observed = {PipelineConfig(c).key(): (c, curve) for c, curve in state["observed"]}
         self.failed, self.pending = dict(state.get("failed", {})), {}
         self.rng.setstate(_decode_rng(state["rng"]))
