@@ -326,10 +326,12 @@ def evaluate(plan: EvaluationPlan) -> None:
     Args:
         plan: what to compare (``--config configs/evaluate/loto.yaml``).
     """
-    from lit_transfer.evaluation.tuning import evaluate as run_evaluate
-    from lit_transfer.evaluation.tuning import format_table as method_table
+    from pathlib import Path
 
-    print(method_table(run_evaluate(plan)))
+    from lit_transfer.evaluation.tuning import evaluate as run_evaluate
+
+    run_evaluate(plan)
+    print((Path(plan.out) / "table.md").read_text().rstrip())  # the methods, then the references
     print(f"results, plots and summary.json in {plan.out}")
 
 

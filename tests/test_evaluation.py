@@ -163,3 +163,39 @@ def test_a_state_from_before_per_task_seeds_is_refused_not_mixed(lofo, tmp_path)
     state.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match=r"random-2.json: the state was made with seed 7"):
         evaluate(plan, progress=lambda line: None)
+
+
+def test_references_use_the_held_out_tasks_results_and_are_never_ranked(lofo):
+    from lit_transfer.evaluation.references import nearest_tasks, neighbours_order, own_order
+
+    plan, summary, out = lofo
+    references = json.loads((out / "references.json").read_text())
+    assert {"oracle", "oracle_neighbours"} <= set(references) and not {"oracle", "oracle_neighbours"} & set(summary)
+    for fraction in ("0.1", "0.25", "0.5", "1.0"):
+        oracle = references["oracle"][fraction]["normalized_regret"]
+        assert oracle <= min(entry[fraction]["normalized_regret"] for entry in summary.values()) + 1e-9
+        assert references["oracle"][fraction]["tasks"] == len(TASKS)
+    assert references["oracle"]["1.0"]["normalized_regret"] == 0.0  # its best config is run first
+    with MetaDataset(plan.metadataset) as store:
+        families = store.families()
+    for task, nearest in references["neighbours"].items():
+        assert len(nearest) == 3 and all(families[n] != families[task] for n in nearest)
+    with open(out / "results.csv") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {"transfer", "portfolio", "default", "random"}
+    assert set(json.loads((out / "stats.json").read_text())["1.0"]) == {"portfolio", "default", "random"}
+    table = (out / "table.md").read_text()
+    assert "| oracle (reference) |" in table and "| oracle_neighbours (reference) |" in table
+
+    # the orders themselves: the own order is by final; neighbours are the best-correlated tasks of other families
+    finals = {
+        "new": {"a": 0.9, "b": 0.5, "c": 0.1, "d": 0.3},
+        "kin": {"a": 0.9, "b": 0.5, "c": 0.1, "d": 0.3},  # same family: never a neighbour, however alike
+        "like": {"a": 0.8, "b": 0.6, "c": 0.0, "d": 0.2},
+        "like2": {"a": 0.7, "b": 0.4, "c": 0.1, "d": 0.3},
+        "unlike": {"a": 0.0, "b": 0.3, "c": 0.9, "d": 0.5},
+        "flat": {"a": 0.2, "b": 0.2, "c": 0.2, "d": 0.2},
+    }
+    fams = {"new": "x", "kin": "x", "like": "y", "like2": "z", "unlike": "w", "flat": "v"}
+    assert own_order(finals["new"]) == ["a", "b", "d", "c"]
+    assert nearest_tasks("new", finals, fams, k=2) == ["like", "like2"]
+    assert neighbours_order("new", ["like", "like2"], finals) == ["a", "b", "d", "c"]

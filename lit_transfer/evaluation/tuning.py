@@ -34,6 +34,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from lit_transfer.evaluation.plan import EvaluationPlan
+from lit_transfer.evaluation.references import REFERENCES, reference_orders
 from lit_transfer.evaluation.stats import (
     bootstrap_ci,
     critical_difference,
@@ -49,6 +50,7 @@ from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate.pretrained import Surrogates, load_surrogate, save_weights
 from lit_transfer.surrogate.training import train_surrogate
 from lit_transfer.tune.loop import Budget, Step, incumbent_at, load_state, run_tuning
+from lit_transfer.tune.methods.baselines import Portfolio
 from lit_transfer.tune.methods.spec import MethodContext, MethodSpec, task_seed
 from lit_transfer.tune.replay import ReplayEvaluator
 
@@ -88,9 +90,12 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     with MetaDataset(plan.metadataset) as store:
         task_features, families = store.tasks(), store.families()
         finals = {t: [final_score(r) for r in store.runs(t)] for t in task_features}
+        config_finals = {t: {r.config_key: final_score(r) for r in store.runs(t) if r.status == "ok"} for t in finals}
     tasks = plan.tasks or sorted(task_features)
     grid = np.linspace(0, 1, 41)[1:]  # budget fractions for the plots
     rows = []
+    reference_rows: list[dict[str, Any]] = []
+    neighbours: dict[str, list[str]] = {}
     histories: dict[tuple[str, str, int, int], list[Step]] = {}
     scales: dict[str, tuple[float, float, float]] = {}  # task -> (zero-shot start, best, worst final)
     seeds = {method.name: plan.method_seeds(method) for method in plan.methods}
@@ -108,6 +113,13 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
             best, worst = evaluator.best_value(), min(finals[task])
             start = task_features[task].get("zero_shot_acc", 0.0)
             scales[task] = (start, best, worst)
+            orders = reference_orders(task, config_finals, families)
+            neighbours[task] = orders["neighbours"]
+            for reference in REFERENCES:
+                if orders[reference]:  # no neighbours where every task is of one family
+                    ranked = [evaluator.runs[key].config for key in orders[reference]]
+                    history = run_tuning(Portfolio(space, ranked), evaluator, Budget(plan.budget_epochs))
+                    reference_rows += _regret_rows(history, task, reference, 0, grid, plan.budget_epochs, scales[task])
             for spec in plan.methods:
                 method = spec.name
                 for seed in seeds[method]:
@@ -129,13 +141,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
                         )
                     history = histories[(task, method, seed, 1)]
                     for other in plan.seeds if len(seeds[method]) == 1 else [seed]:  # seed-free: one for all
-                        for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
-                            incumbent = incumbent_at(history, fraction * plan.budget_epochs, start)
-                            regret = (best - incumbent) / (best - worst) if best > worst else 0.0
-                            rows.append(
-                                {"task": task, "method": method, "seed": other, "fraction": fraction,
-                                 "incumbent": incumbent, "normalized_regret": max(regret, 0.0)}
-                            )  # fmt: skip
+                        rows += _regret_rows(history, task, method, other, grid, plan.budget_epochs, scales[task])
                 progress(f"{task} {method}: done ({len(seeds[method])} seeds)")
     _add_ranks(rows)
     names = [m.name for m in plan.methods]
@@ -151,7 +157,20 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
         }
         for method in names
     }
-    _write(out, rows, summary, plan)
+    references = {
+        reference: {
+            str(f): {
+                "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(reference_rows, reference, f)),
+                "regret_ci95": bootstrap_ci(task_means(_at(reference_rows, reference, f))),
+                "tasks": len(_at(reference_rows, reference, f)),
+            }
+            for f in FRACTIONS
+        }
+        for reference in REFERENCES
+        if _at(reference_rows, reference, 1.0)
+    }
+    write_atomic(out / "references.json", json.dumps({**references, "neighbours": neighbours}, indent=2))
+    _write(out, rows, summary, plan, references, reference_rows)
     if "transfer" in names and len(names) > 1:
         write_atomic(out / "stats.json", json.dumps(wilcoxon_against(rows, "transfer", FRACTIONS), indent=2))
     if len(plan.methods) > 1 and len(scales) >= 5:  # autorank needs five blocks (tasks) or more
@@ -185,6 +204,24 @@ def seed_spread(rows: list[dict[str, Any]], method: str, fraction: float) -> flo
     return statistics.stdev(means) if len(means) > 1 else None
 
 
+def _regret_rows(
+    history: list[Step], task: str, method: str, seed: int, grid: np.ndarray, budget_epochs: int,
+    scale: tuple[float, float, float],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The incumbent and its normalized regret at every fraction of the budget (``scale``: the task's zero-shot
+    start, best recorded value and worst final)."""
+    start, best, worst = scale
+    rows = []
+    for fraction in sorted({*FRACTIONS, *grid.round(3).tolist()}):
+        incumbent = incumbent_at(history, fraction * budget_epochs, start)
+        regret = (best - incumbent) / (best - worst) if best > worst else 0.0
+        rows.append(
+            {"task": task, "method": method, "seed": seed, "fraction": fraction, "incumbent": incumbent,
+             "normalized_regret": max(regret, 0.0)}
+        )  # fmt: skip
+    return rows
+
+
 def _add_ranks(rows: list[dict[str, Any]]) -> None:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
@@ -198,17 +235,25 @@ def _at(rows: list[dict[str, Any]], method: str, fraction: float) -> list[dict[s
     return [r for r in rows if r["method"] == method and abs(r["fraction"] - fraction) < 1e-9]
 
 
-def format_table(summary: dict[str, Any]) -> str:
+def format_table(summary: dict[str, Any], references: dict[str, Any] | None = None) -> str:
+    """The methods by their mean rank at the full budget, then the references (which use the held-out task's
+    recorded results: not ranked, not methods)."""
     head = ["method", *(f"regret @{f:g}" for f in FRACTIONS), *(f"rank @{f:g}" for f in FRACTIONS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, by_fraction in sorted(summary.items(), key=lambda kv: kv[1]["1.0"]["rank"]):
         cells = [f"{by_fraction[str(f)]['normalized_regret']:.3f}" for f in FRACTIONS]
         cells += [f"{by_fraction[str(f)]['rank']:.2f}" for f in FRACTIONS]
         lines.append("| " + " | ".join([method, *cells]) + " |")
+    for reference, by_fraction in (references or {}).items():
+        cells = [f"{by_fraction[str(f)]['normalized_regret']:.3f}" for f in FRACTIONS] + ["–"] * len(FRACTIONS)
+        lines.append("| " + " | ".join([f"{reference} (reference)", *cells]) + " |")
     return "\n".join(lines)
 
 
-def _write(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan: EvaluationPlan) -> None:
+def _write(
+    out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan: EvaluationPlan,
+    references: dict[str, Any], reference_rows: list[dict[str, Any]],
+) -> None:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,7 +261,7 @@ def _write(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan:
 
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    write_atomic(out / "table.md", format_table(summary) + "\n")
+    write_atomic(out / "table.md", format_table(summary, references) + "\n")
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -230,6 +275,10 @@ def _write(out: Path, rows: list[dict[str, Any]], summary: dict[str, Any], plan:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for method in (m.name for m in plan.methods):
             ax.plot(fractions, [statistics.mean(r[key] for r in _at(rows, method, f)) for f in fractions], label=method)
+        if key == "normalized_regret":
+            for reference in references:
+                values = [statistics.mean(r[key] for r in _at(reference_rows, reference, f)) for f in fractions]
+                ax.plot(fractions, values, linestyle="--", color="grey", alpha=0.7, label=f"{reference} (reference)")
         ax.set_xlabel(f"fraction of the budget ({plan.budget_epochs} epochs)")
         ax.set_ylabel(ylabel)
         if key == "normalized_regret":
