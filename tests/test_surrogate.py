@@ -229,6 +229,16 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
         assert (row["configs"], row["shared_configs"]) == (32, 24)  # its own 8 were run by no training task
         assert 0.0 <= row["coverage_95_own"] <= 1.0 and 0.0 <= row["coverage_95_shared"] <= 1.0
         assert row["knn_k"] in (1, 2, 4, 8, 16, 32)
+    # what the task shows, measured on the configs it has not run: the portfolio's first n ran k epochs each
+    from lit_transfer.evaluation.surrogate_quality import UNOBSERVED_KEYS
+
+    settings = {"1,1", "1,3", "2,2", "3,3"}
+    for key in UNOBSERVED_KEYS:
+        assert set(summary[key]) == settings, key
+        assert all(value is None or -1.0 <= value <= 1.0 for value in summary[key].values()), key
+    assert set(summary["coverage_95_per_family"]) == {"a", "c"}
+    for entry in summary["coverage_95_per_family"].values():
+        assert 0.0 <= entry["before"] <= 1.0 and 0.0 <= entry["after"] <= 1.0
 
 
 def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():

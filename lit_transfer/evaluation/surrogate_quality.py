@@ -12,8 +12,15 @@ Per held-out task:
 - the cost model's mean absolute percentage error, and a plain GP's zero-shot tau;
 - what ``suggest`` would have picked: the recorded final result of its top-1 zero-shot config against that of
   the portfolio's first config (the shared config with the best mean over the training tasks).
-Means over held-out tasks, and per family; ``top1_at_least_portfolio_share``: on how many held-out tasks the
-top-1 suggestion did at least as well as the portfolio's.
+- whether what the task shows re-ranks what it has not run: after the portfolio's first ``n`` configs have run
+  ``k`` epochs each, for (n, k) in ``SETTINGS``, Kendall's tau-b and Spearman of the predicted finals of the
+  task's configs *not* run (``tau_unobserved``, ``spearman_unobserved``: mappings "n,k" -> value), beside the
+  zero-shot predictions' tau over the same configs (``tau_unobserved_zero_shot``) and, over the shared ones among
+  them, the per-config mean's (``tau_unobserved_mean_config``, next to ``tau_unobserved_shared``); and the
+  coverage of the 95% intervals of every epoch not yet seen after those observations (``coverage_95_after``).
+Means over held-out tasks, and per family (``coverage_95_per_family``: before any observation and after the portfolio's
+first 3 configs ran 3 epochs each); ``top1_at_least_portfolio_share``: on how many held-out tasks the top-1
+suggestion did at least as well as the portfolio's.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ KEYS = (
 )  # fmt: skip
 FAMILY_KEYS = ("tau_zero_shot", "baseline_tau_knn", "coverage_95", "coverage_95_shared", "coverage_95_own")
 OBSERVED_EPOCHS = (0, 1, 3)
+SETTINGS = ((1, 1), (1, 3), (2, 2), (3, 3))  # (configs run: the portfolio's first ones, epochs each)
+UNOBSERVED_KEYS = (
+    "tau_unobserved", "spearman_unobserved", "tau_unobserved_zero_shot", "tau_unobserved_shared",
+    "tau_unobserved_mean_config", "coverage_95_after",
+)  # fmt: skip
 
 
 def _curve(run: RunRecord) -> list[dict[str, float]]:
@@ -100,12 +112,56 @@ def evaluate_task(
         result["portfolio_top1_final"] = float(actual[shared][int(np.argmax(portfolio))])
     else:
         result["baseline_tau_mean_config"] = result["portfolio_top1_final"] = None
+    if shared.sum() > 1:
+        result.update(_unobserved(runs, features, perf, actual, shared, portfolio, keys))
     nearest = knn.predict([encoding.space.encode(c).tolist() for c in configs])
     result["baseline_tau_knn"], result["baseline_spearman_knn"] = tau(nearest, actual), spearman(nearest, actual)
     gp_mean, _ = plain_gp.predict(encoding.inputs(configs, features, None, epochs))
     result["baseline_tau_plain_gp"] = tau(gp_mean.numpy(), actual)
     result["knn_k"] = knn.k
     return result
+
+
+def _unobserved(
+    runs: list[RunRecord], features: Mapping[str, float], perf: PerformanceSurrogate, actual: np.ndarray,
+    shared: np.ndarray, portfolio: list[float], shared_keys: list[str],
+) -> dict[str, dict[str, float | None]]:  # fmt: skip
+    """Per (n, k) of ``SETTINGS``: the task has run the portfolio's first ``n`` configs (the shared ones by their
+    mean over the training tasks) for ``k`` epochs; how the predicted finals rank the configs it has not run."""
+    encoding, epochs = perf.encoding, perf.encoding.max_epochs
+    configs = [r.config for r in runs]
+    index = {r.config_key: i for i, r in enumerate(runs)}
+    order = [index[key] for _, key in sorted(zip(portfolio, shared_keys, strict=True), key=lambda p: (-p[0], p[1]))]
+    mean_of = dict(zip(shared_keys, portfolio, strict=True))
+    zero_shot, _ = perf.predict(configs, features, [[] for _ in runs], epochs)
+    out: dict[str, dict[str, float | None]] = {key: {} for key in UNOBSERVED_KEYS}
+    for n, k in SETTINGS:
+        name, run = f"{n},{k}", order[:n]
+        curves = [_curve(r)[:k] if i in run else [] for i, r in enumerate(runs)]
+        observed = [(runs[i].config, curves[i]) for i in run]
+        rest = np.array([i not in run for i in range(len(runs))])
+        predicted, _ = perf.predict(configs, features, curves, epochs, observed=observed)
+        out["tau_unobserved"][name] = tau(predicted[rest], actual[rest])
+        out["spearman_unobserved"][name] = spearman(predicted[rest], actual[rest])
+        out["tau_unobserved_zero_shot"][name] = tau(zero_shot[rest], actual[rest])
+        rest_shared = rest & shared
+        means = [mean_of[r.config_key] for r, keep in zip(runs, rest_shared, strict=True) if keep]
+        out["tau_unobserved_shared"][name] = tau(predicted[rest_shared], actual[rest_shared])
+        out["tau_unobserved_mean_config"][name] = tau(means, actual[rest_shared])
+        hits = []
+        for t in range(1, epochs + 1):  # every epoch not yet seen: all of a config not run, the rest of one run
+            unseen = [i for i, c in enumerate(curves) if len(c) < t]
+            mean, std = perf.predict(
+                [configs[i] for i in unseen], features, [curves[i] for i in unseen], t, observed=observed
+            )
+            truth = np.array([prefix_channels(_curve(runs[i])[t - 1], encoding.metric, 1.0)[0] for i in unseen])
+            hits.append(np.abs(truth - mean) <= 1.96 * std)
+        out["coverage_95_after"][name] = float(np.concatenate(hits).mean())
+    return out
+
+
+def _mean_by_setting(per_task: list[dict[str, Any]], key: str) -> dict[str, float | None]:
+    return {f"{n},{k}": _mean([r[key][f"{n},{k}"] for r in per_task if key in r]) for n, k in SETTINGS}
 
 
 def leave_out(
@@ -156,12 +212,27 @@ def leave_out(
             per_task.append(
                 evaluate_task(task, families[task], runs, task_features[task], perf, cost, plain_gp, knn, train_finals)
             )
-            progress(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in per_task[-1].items()))
+            progress(
+                " ".join(
+                    f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in per_task[-1].items()
+                    if not isinstance(v, dict)
+                )
+            )
     summary: dict[str, Any] = {"holdout": holdout, **{k: _mean([r[k] for r in per_task]) for k in KEYS}}
     compared = [r for r in per_task if r["portfolio_top1_final"] is not None]
     summary["top1_at_least_portfolio_share"] = (
         sum(r["top1_final"] >= r["portfolio_top1_final"] for r in compared) / len(compared) if compared else None
     )
+    for key in UNOBSERVED_KEYS:
+        summary[key] = _mean_by_setting(per_task, key)
+    summary["coverage_95_per_family"] = {
+        family: {
+            "before": _mean([r["coverage_95"] for r in per_task if r["family"] == family]),
+            "after": _mean_by_setting([r for r in per_task if r["family"] == family], "coverage_95_after")["3,3"],
+        }
+        for family in sorted({r["family"] for r in per_task})
+    }
     summary["per_family"] = {
         family: {k: _mean([r[k] for r in per_task if r["family"] == family]) for k in FAMILY_KEYS}
         for family in sorted({r["family"] for r in per_task})
