@@ -106,3 +106,43 @@ def test_the_memory_travels_in_the_state_dict():
     empty = ExperienceMean(config_dim=2, task_dim=1, max_epochs=2)
     mean, _, mass = ask(empty, [[0.0, 0.0]], torch.tensor([0.0]))
     assert mean.abs().sum() == 0 and mass.sum() == 0  # nothing remembered, nothing claimed
+
+
+def _two_kinds() -> ExperienceMean:
+    """Twelve tasks of six families and two kinds no task feature tells apart: on kind A the probe config p scores
+    0.8, x 0.9 and y 0.1; on kind B p scores 0.2, x 0.1 and y 0.9. Over all tasks x and y tie."""
+    p, x, y = [0.0, 0.0], [1.0, 0.0], [0.0, 1.0]
+    configs, tasks, families, curves = [], [], [], []
+    for i in range(12):
+        kind = "A" if i % 2 == 0 else "B"
+        finals = {"A": (0.8, 0.9, 0.1), "B": (0.2, 0.1, 0.9)}[kind]
+        for config, final in zip((p, x, y), finals, strict=True):
+            configs.append(config)
+            tasks.append(f"t{i}")
+            families.append(f"f{i // 2}")
+            curves.append([final / 2, final])
+    memory = ExperienceMean(2, 1, 2)
+    features = {f"t{i}": torch.tensor([1.0]) for i in range(12)}
+    memory.remember(torch.tensor(configs), tasks, families, features, torch.tensor(curves))
+    return memory
+
+
+def test_what_the_task_shows_reweighs_the_remembered_tasks_and_reranks_the_configs_it_has_not_run():
+    memory = _two_kinds()
+    normalize = lambda t: t  # noqa: E731
+    chosen = memory.choose_likelihood(normalize, tau)
+    assert math.isfinite(float(memory.likelihood_scale)) and chosen[float(memory.likelihood_scale)] > chosen[math.inf]
+    queries = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # x and y, not run on the new task
+    new_task = torch.tensor([[1.0], [1.0]])
+    before, _, _ = memory(queries, new_task, memory.tasks, new_task)
+    assert before[0, -1] == pytest.approx(before[1, -1])  # before any observation: a tie
+    # the new task ran p for both epochs and it scored 0.2: the tasks of kind B speak now, and y is ahead of x
+    sums, _, counts = memory.tables(torch.tensor([[0.0, 0.0]]))
+    likelihood = memory.log_likelihood(memory.per_task(sums, counts), torch.tensor([0.2]), torch.tensor([1]))
+    after, _, _ = memory(queries, new_task, memory.tasks, new_task, log_likelihood=likelihood)
+    assert after[1, -1] > 0.8 and after[0, -1] < 0.2
+    # with an infinite scale (what a checkpoint from before the likelihood loads as), nothing moves
+    memory.likelihood_scale.fill_(math.inf)
+    likelihood = memory.log_likelihood(memory.per_task(sums, counts), torch.tensor([0.2]), torch.tensor([1]))
+    unmoved, _, _ = memory(queries, new_task, memory.tasks, new_task, log_likelihood=likelihood)
+    torch.testing.assert_close(unmoved, before)

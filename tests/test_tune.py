@@ -148,6 +148,31 @@ def test_transfer_keeps_a_slow_starter_the_experience_rates():
     assert tuner(keep_on_experience=False).ask().key != a
 
 
+class _FlatReplay:
+    """A task on which no config learns: every epoch of every config scores its zero-shot value, 0.05."""
+
+    def run(self, trial):
+        return [{"val/acc": 0.05}] * trial.fidelity, 1.0
+
+
+def test_where_nothing_learns_the_rules_to_continue_fail_and_more_configs_are_probed():
+    """On a new kind of task where every config stays at the zero-shot value, neither the experience's high
+    rating (0.9 ± 0.2) nor "level with the best other" (all at 0.05) keeps a config: after two flat epochs each,
+    the budget goes to configs not yet tried, instead of three configs trained to the end."""
+    configs = [dict(c.values) for c in SPACE.sample(12, seed=1)]
+    method = Transfer(SPACE, configs, _RatedByExperience(), {"zero_shot_acc": 0.05}, drop_below=0.2)
+    history = run_tuning(method, _FlatReplay(), Budget(24))
+    epochs = {}
+    for step in history:
+        epochs[step.config_key] = step.fidelity
+    assert len(epochs) >= 10 and max(epochs.values()) <= 2  # probed, not trained to the end
+    # where the task learns, the same method keeps its config going (the experience rates it, it is on track)
+    learning = Transfer(SPACE, configs, _RatedByExperience(), {"zero_shot_acc": 0.05}, drop_below=0.2)
+    learning.tell(Trial(configs[0], 2), [{"val/acc": 0.3}, {"val/acc": 0.4}])
+    learning.last = PipelineConfig(configs[0]).key()
+    assert learning.ask() == Trial(configs[0], 3)
+
+
 def test_the_config_told_last_is_the_one_to_continue():
     """With steps in flight, the freed worker's ask considers continuing the config whose step just ended, not the
     one another worker was given meanwhile (in flight, so it cannot be continued)."""

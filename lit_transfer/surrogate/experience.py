@@ -10,6 +10,14 @@ empirical Bayes, with a prior weight chosen like the lengthscales. Without it, o
 a far config's prediction alone (normalizing by a tiny mass): 0.95 for an SGD config recorded once on a
 whole-sentence task, when asked about typing entities. While meta-training, a task's own family is left out of the
 memory, as a new kind of task would be: the weights learn to generalize across families, not to look a task up.
+
+What the new task shows reweighs the remembered tasks (a posterior over them): each is weighted by the task-feature
+kernel times the likelihood of the values observed so far under what that task alone says of the configs run
+(``log_likelihood``), so tasks that behaved like the new one speak for the configs it has not run, by different
+amounts for different configs. The likelihood's noise scale is chosen leave-one-family-out like the lengthscales
+(``choose_likelihood``), an infinite one (no reweighing) among the candidates: on experience v2 a few epochs of the
+first configs do not tell which remembered tasks rank the others alike, and the infinite scale wins on 13 of 14
+families.
 """
 
 from __future__ import annotations
@@ -27,6 +35,10 @@ CONFIG_SCALES = (0.02, 0.05, 0.1, 0.2, 0.4)  # lengthscales tried on the encoded
 TASK_SCALES = (1.0, 2.0, 4.0, 1e3)  # on standardized task features; 1e3: every task weighs alike
 PRIOR_MASSES = (1e-3, 0.3, 1.0, 3.0, 10.0)  # kernel weight given to the task prior (a recorded run near both counts 1)
 GRAND_MASS = 1e-3  # pseudo-weight of the memory's grand mean in the task prior, for a task unlike every other
+# noise scales of the likelihood that weighs remembered tasks by how well they predicted the new task's observed
+# values; inf: observations do not reweigh them (the experience's order of the configs not run stays as it was)
+LIKELIHOOD_SCALES = (0.03, 0.06, 0.1, 0.15, 0.25, math.inf)
+SETTINGS = ((1, 1), (1, 3), (2, 2), (3, 3))  # (configs run, epochs each) the likelihood's scale is chosen on
 
 
 class ExperienceMean(nn.Module):
@@ -43,6 +55,7 @@ class ExperienceMean(nn.Module):
         self.register_buffer("log_config_scale", torch.full((config_dim,), math.log(0.1)))
         self.register_buffer("log_task_scale", torch.full((task_dim,), math.log(1e3)))
         self.register_buffer("log_prior_mass", torch.tensor(math.log(PRIOR_MASSES[0])))
+        self.register_buffer("likelihood_scale", torch.tensor(math.inf))
         self.register_buffer("configs", torch.zeros(0, config_dim))  # [M, C] distinct recorded configs
         self.register_buffer("tasks", torch.zeros(0, task_dim))  # [N, F] raw task features
         self.register_buffer("families", torch.zeros(0, dtype=torch.long))  # [N]
@@ -71,7 +84,9 @@ class ExperienceMean(nn.Module):
         self.values, self.recorded = values.to(device), recorded.to(device)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
-        """The memory's size is the checkpoint's: take its shapes before loading."""
+        """The memory's size is the checkpoint's: take its shapes before loading. A checkpoint from before the
+        likelihood existed did not reweigh tasks: its scale is infinite."""
+        state_dict.setdefault(prefix + "likelihood_scale", torch.tensor(math.inf))
         for name in ("configs", "tasks", "families", "values", "recorded"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.configs.device))
@@ -88,39 +103,112 @@ class ExperienceMean(nn.Module):
     def forward(
         self, config: torch.Tensor, task: torch.Tensor, normalized_memory_tasks: torch.Tensor,
         normalized_task: torch.Tensor, exclude_family: torch.Tensor | None = None,
+        log_likelihood: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """Mean [Q, E] and variance [Q, E] of the recorded curves near each query, and the kernel mass [Q] behind
-        its final epoch; ``exclude_family`` [Q]: a family whose tasks the query may not use (-1: none)."""
+        its final epoch; ``exclude_family`` [Q]: a family whose tasks the query may not use (-1: none);
+        ``log_likelihood`` [N] or [Q, N]: how well each remembered task predicted what the new task has shown
+        (``log_likelihood``), which reweighs the tasks before their curves are averaged."""
         if not len(self.tasks):  # nothing remembered: the untrained model
             zeros = torch.zeros(len(config), self.values.shape[-1], device=config.device)
             return zeros, zeros, torch.zeros(len(config), device=config.device)
-        config_distance = (((config[:, None, :] - self.configs[None]) / self.log_config_scale.exp()) ** 2).sum(-1)
+        weight = self.task_weight(normalized_task, normalized_memory_tasks, exclude_family)
+        if log_likelihood is not None:
+            weight = posterior(weight, log_likelihood)
+        return self.combine(weight, *self.tables(config))
+
+    def task_weight(
+        self, normalized_task: torch.Tensor, normalized_memory_tasks: torch.Tensor,
+        exclude_family: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """The prior weight [Q, N] of each remembered task for each query: the kernel on task features."""
         task_distance = (((normalized_task[:, None, :] - normalized_memory_tasks[None]) / self.log_task_scale.exp())
                          ** 2).sum(-1)  # fmt: skip
-        config_weight, task_weight = torch.exp(-config_distance), torch.exp(-task_distance)  # [Q, M], [Q, N]
+        weight = torch.exp(-task_distance)
         if exclude_family is not None:
-            task_weight = task_weight * (self.families[None] != exclude_family[:, None])
-        weight = task_weight[:, :, None] * config_weight[:, None, :]  # [Q, N, M]
+            weight = weight * (self.families[None] != exclude_family[:, None])
+        return weight
+
+    def tables(self, config: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per query and remembered task, the config-kernel-weighted sums of its recorded values, their squares and
+        its recorded counts [Q, N, E]: what any weighting of the tasks combines."""
+        config_distance = (((config[:, None, :] - self.configs[None]) / self.log_config_scale.exp()) ** 2).sum(-1)
+        config_weight = torch.exp(-config_distance)  # [Q, M]
         values = self.values * self.recorded
-        squares = values * self.values
-        mass = torch.einsum("qnm,nme->qe", weight, self.recorded)
-        # the task prior: every recorded run of similar tasks, whatever its config (its mean and second moment)
+        return (
+            torch.einsum("qm,nme->qne", config_weight, values),
+            torch.einsum("qm,nme->qne", config_weight, values * self.values),
+            torch.einsum("qm,nme->qne", config_weight, self.recorded),
+        )
+
+    def combine(
+        self, weight: torch.Tensor, sums: torch.Tensor, squares: torch.Tensor, counts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean, variance [Q, E] and final-epoch mass [Q] of the tasks weighted by ``weight`` [Q, N], shrunk
+        towards their task prior (every run of those tasks, whatever its config) by the prior mass."""
+        values = self.values * self.recorded
         count = self.recorded.sum((0, 1)).clamp_min(1.0)
-        grand, grand_square = values.sum((0, 1)) / count, squares.sum((0, 1)) / count  # [E]
-        runs = torch.einsum("qn,ne->qe", task_weight, self.recorded.sum(1)) + GRAND_MASS
-        prior = (torch.einsum("qn,ne->qe", task_weight, values.sum(1)) + GRAND_MASS * grand) / runs
-        prior_square = (torch.einsum("qn,ne->qe", task_weight, squares.sum(1)) + GRAND_MASS * grand_square) / runs
+        grand, grand_square = values.sum((0, 1)) / count, (values * self.values).sum((0, 1)) / count  # [E]
+        runs = weight @ self.recorded.sum(1) + GRAND_MASS
+        prior = (weight @ values.sum(1) + GRAND_MASS * grand) / runs
+        prior_square = (weight @ (values * self.values).sum(1) + GRAND_MASS * grand_square) / runs
+        mass = torch.einsum("qn,qne->qe", weight, counts)
         prior_mass = self.log_prior_mass.exp()
         total = mass + prior_mass
-        mean = (torch.einsum("qnm,nme->qe", weight, values) + prior_mass * prior) / total
-        square = (torch.einsum("qnm,nme->qe", weight, squares) + prior_mass * prior_square) / total
+        mean = (torch.einsum("qn,qne->qe", weight, sums) + prior_mass * prior) / total
+        square = (torch.einsum("qn,qne->qe", weight, squares) + prior_mass * prior_square) / total
         return mean, (square - mean**2).clamp_min(0.0), mass[:, -1]
+
+    def per_task(self, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """What each remembered task alone says of each query [Q, N, E]: its recorded values near the query's
+        config, shrunk towards that task's mean over all its configs by the prior mass."""
+        values = self.values * self.recorded
+        own_mean = values.sum(1) / self.recorded.sum(1).clamp_min(1.0)  # [N, E]
+        prior_mass = self.log_prior_mass.exp()
+        return (sums + prior_mass * own_mean[None]) / (counts + prior_mass)
+
+    def log_likelihood(
+        self, per_task: torch.Tensor, actual: torch.Tensor, epoch: torch.Tensor
+    ) -> torch.Tensor:  # fmt: skip
+        """How well each remembered task predicted the new task's observed values [..., N]: ``per_task`` [..., O, N,
+        E] (``per_task`` of the observed configs), ``actual`` [..., O] their values at ``epoch`` [..., O] (0-based);
+        a Gaussian likelihood with the chosen noise scale, summed over the observed configs."""
+        scale = float(self.likelihood_scale)
+        index = epoch[..., None, None].expand(*epoch.shape, per_task.shape[-2], 1)
+        predicted = per_task.gather(-1, index).squeeze(-1)  # [..., O, N]
+        if not math.isfinite(scale):
+            return torch.zeros_like(predicted.sum(-2))
+        return -(((actual[..., None] - predicted) / scale) ** 2).sum(-2) / 2
 
     def held_out(self, normalize: Callable[[torch.Tensor], torch.Tensor]) -> list[HeldOut]:
         """Each remembered task (with at least two complete curves and another family to learn from) as the
         experience of the other families predicts it: what a ``Forecast`` is fitted on."""
-        predicted = self._held_out_predictions(normalize(self.tasks), complete=True)
-        return [HeldOut(curve, spread, mass, self.values[n, rows]) for n, rows, curve, spread, mass in predicted]
+        memory = normalize(self.tasks)
+        held_out = []
+        for n, rows, curve, spread, mass in self._held_out_predictions(memory, complete=True):
+            weight = self.task_weight(memory[n].expand(len(rows), -1), memory, self.families[n].expand(len(rows)))
+            reweigh = self._reweigher(weight, *self.tables(self.configs[rows]))
+            held_out.append(HeldOut(curve, spread, mass, self.values[n, rows], reweigh))
+        return held_out
+
+    def _reweigher(
+        self, weight: torch.Tensor, sums: torch.Tensor, squares: torch.Tensor, counts: torch.Tensor
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
+        """For a held-out task's configs (``weight`` [R, N] and ``tables`` of them): given, per config, the configs
+        [R, O] its task has observed, at which epochs [R, O] and with what values [R, O], the experience reweighed
+        by them: mean and variance [R, E], mass [R], and the mean at each observed (config, epoch) [R, O]."""
+        per_task = self.per_task(sums, counts)
+
+        def reweigh(observed: torch.Tensor, epochs: torch.Tensor, actual: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            rows, others = observed.shape
+            likelihood = self.log_likelihood(per_task[observed], actual, epochs)  # [R, N]
+            weights = posterior(weight, likelihood)
+            mean, variance, mass = self.combine(weights, sums, squares, counts)
+            flat = observed.reshape(-1)
+            at, _, _ = self.combine(weights.repeat_interleave(others, 0), sums[flat], squares[flat], counts[flat])
+            return mean, variance, mass, at.gather(1, epochs.reshape(-1, 1)).reshape(rows, others)
+
+        return reweigh
 
     def choose_scales(
         self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float],
@@ -152,6 +240,43 @@ class ExperienceMean(nn.Module):
         return {"config_scale": best[0], "task_scale": best[1], "score": results[best], "prior_mass": prior,
                 "squared_error": errors[prior]}  # fmt: skip
 
+    def choose_likelihood(
+        self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float],
+        scales: Sequence[float] = LIKELIHOOD_SCALES,
+    ) -> dict[float, float]:  # fmt: skip
+        """Pick the likelihood's noise scale that best ranks the final results of the configs a remembered task has
+        not run, after it ran its first configs (by the experience's own zero-shot order) for a few epochs
+        (``SETTINGS``), each family predicted from the others: how much a new kind of task's first epochs should
+        reweigh the remembered tasks. An infinite scale (no reweighing) is among the candidates and wins ties."""
+        memory = normalize(self.tasks)
+        cases = []
+        for n, rows, curve, _, _ in self._held_out_predictions(memory, complete=True):
+            normalized = memory[n].expand(len(rows), -1)
+            weight = self.task_weight(normalized, memory, self.families[n].expand(len(rows)))
+            sums, squares, counts = self.tables(self.configs[rows])
+            order = curve[:, -1].argsort(descending=True)
+            cases.append((n, rows, order, weight, sums, squares, counts))
+        results = {}
+        for scale in scales:
+            self.likelihood_scale.fill_(scale)
+            scores = []
+            for n, rows, order, weight, sums, squares, counts in cases:
+                per_task = self.per_task(sums, counts)
+                for runs, epochs in SETTINGS:
+                    if len(rows) < runs + 2 or epochs > self.values.shape[-1]:
+                        continue
+                    ran, rest = order[:runs], order[runs:]
+                    at = torch.full((runs,), epochs - 1)
+                    likelihood = self.log_likelihood(per_task[ran], self.values[n, rows[ran], epochs - 1], at)
+                    mean, _, _ = self.combine(
+                        posterior(weight[rest], likelihood), sums[rest], squares[rest], counts[rest]
+                    )  # fmt: skip
+                    scores.append(score(mean[:, -1].tolist(), self.values[n, rows[rest], -1].tolist()))
+            results[scale] = sum(scores) / len(scores) if scores else 0.0
+        best = max(results, key=lambda k: (round(results[k], 6), k))  # ties: the weaker update
+        self.likelihood_scale.fill_(best)
+        return results
+
     def _held_out_finals(self, memory: torch.Tensor):
         """Per remembered task: the final results of its configs as the other families predict them, and as
         recorded."""
@@ -172,3 +297,15 @@ class ExperienceMean(nn.Module):
             with torch.no_grad():
                 curve, spread, mass = self(self.configs[rows], task, memory, normalized, family)
             yield n, rows, curve, spread, mass
+
+
+def posterior(weight: torch.Tensor, log_likelihood: torch.Tensor) -> torch.Tensor:
+    """Task weights [Q, N] times the likelihood of what the new task showed under each task, rescaled to the prior's
+    total per query: the observations decide which remembered tasks speak, not how much evidence there is."""
+    log_likelihood = log_likelihood.expand_as(weight)
+    usable = weight > 0
+    top = torch.where(usable, log_likelihood, torch.full_like(log_likelihood, -math.inf)).amax(1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    updated = weight * torch.exp(log_likelihood - top)
+    total, kept = weight.sum(1, keepdim=True), updated.sum(1, keepdim=True)
+    return torch.where(kept > 0, updated * total / kept.clamp_min(1e-30), weight)

@@ -26,7 +26,7 @@ of a new kind of task, not of a task the memory already holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,12 +43,16 @@ RIDGE = 1e-4
 @dataclass
 class HeldOut:
     """One remembered task predicted from the other families: the experience's ``expected`` curves [R, E], their
-    ``spread`` [R, E] and ``mass`` [R], and the task's ``actual`` recorded curves [R, E]."""
+    ``spread`` [R, E] and ``mass`` [R], and the task's ``actual`` recorded curves [R, E]; ``reweigh``, where the
+    experience learns from observations: given per config the configs its task observed [R, O], at which epochs
+    [R, O] and their values [R, O], the expected curves, spread and mass so informed, and the expectation at each
+    observed point [R, O]."""
 
     expected: torch.Tensor
     spread: torch.Tensor
     mass: torch.Tensor
     actual: torch.Tensor
+    reweigh: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]] | None = None
 
 
 def design(expected: torch.Tensor, last: torch.Tensor, deviation: torch.Tensor, shift: torch.Tensor,
@@ -138,37 +142,51 @@ class Forecast(nn.Module):
         configs: itself (when ``k`` > 0) and others drawn at random, each at a random early epoch."""
         xs, ys, spreads, masses = [], [], [], []
         for index, task in enumerate(held_out):
-            n, epochs = task.actual.shape
+            n = task.actual.shape[0]
             at = torch.full((n,), t, dtype=torch.long)
+            others = runs - (1 if k else 0)
+            if runs and others > n - 1:
+                continue  # too few configs to draw that many runs from
+            if (index, runs, k) not in draws:
+                draws[index, runs, k] = Forecast._draw(task, runs, k, generator)
+            expected, spread, mass, shift, ratio = draws[index, runs, k]
             if k:
                 last = task.actual[:, k - 1]
-                deviation = last - task.expected[:, k - 1]
+                deviation = last - expected[:, k - 1]
             else:
                 last = deviation = torch.zeros(n)
-            shift, ratio = torch.zeros(n), torch.zeros(n)
-            others = runs - (1 if k else 0)
-            if runs and others <= n - 1 and (index, runs, k) in draws:
-                shift, ratio = draws[index, runs, k]
-            elif runs and others <= n - 1:
-                keys = torch.rand(n, n, generator=generator)
-                keys.fill_diagonal_(2.0)  # a config is not one of its own others
-                chosen = keys.argsort(1)[:, :others]  # [n, others]
-                at_epoch = torch.randint(0, min(OTHERS_EPOCHS, epochs), (n, others), generator=generator)
-                actual, expected = task.actual[chosen, at_epoch], task.expected[chosen, at_epoch]
-                if k:
-                    actual = torch.cat([actual, last[:, None]], 1)
-                    expected = torch.cat([expected, task.expected[:, k - 1 : k]], 1)
-                shift, ratio = (actual - expected).mean(1), task_ratio(actual, expected)
-                draws[index, runs, k] = shift, ratio
-            elif runs:
-                continue  # too few configs to draw that many runs from
-            xs.append(design(task.expected, last, deviation, shift, ratio, at))
+            xs.append(design(expected, last, deviation, shift, ratio, at))
             ys.append(task.actual[:, t])
-            spreads.append(task.spread[:, t])
-            masses.append(task.mass)
+            spreads.append(spread[:, t])
+            masses.append(mass)
         if not xs:  # no task has that many configs: the bucket below stands in (its rows, not its coefficients)
             return Forecast._rows(held_out, CONTEXTS[CONTEXTS.index(runs) - 1], k, t, generator, draws)
         return torch.cat(xs), torch.cat(ys), torch.cat(spreads), torch.cat(masses)
+
+    @staticmethod
+    def _draw(task: HeldOut, runs: int, k: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Each config of ``task`` on a task that has run ``runs`` configs: itself after ``k`` epochs (when ``k`` >
+        0) and others drawn at random, each at a random early epoch. What the experience then expects (reweighed by
+        those observations where it can be), its spread and mass, and the task's shift and ratio."""
+        n, epochs = task.actual.shape
+        if not runs:
+            zero = torch.zeros(n)
+            return task.expected, task.spread, task.mass, zero, zero
+        others = runs - (1 if k else 0)
+        keys = torch.rand(n, n, generator=generator)
+        keys.fill_diagonal_(2.0)  # a config is not one of its own others
+        observed = keys.argsort(1)[:, :others]  # [n, others]
+        at_epoch = torch.randint(0, min(OTHERS_EPOCHS, epochs), (n, others), generator=generator)
+        if k:
+            observed = torch.cat([observed, torch.arange(n)[:, None]], 1)
+            at_epoch = torch.cat([at_epoch, torch.full((n, 1), k - 1)], 1)
+        actual = task.actual[observed, at_epoch]
+        if task.reweigh is None:
+            expected, spread, mass = task.expected, task.spread, task.mass
+            at_observed = task.expected[observed, at_epoch]
+        else:
+            expected, spread, mass, at_observed = task.reweigh(observed, at_epoch, actual)
+        return expected, spread, mass, (actual - at_observed).mean(1), task_ratio(actual, at_observed)
 
 
 def context_of(runs: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from lit_transfer.metadataset.features import TASK_FEATURES
 from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
 from lit_transfer.surrogate.data import prefix_channels
-from lit_transfer.surrogate.experience import PRIOR_MASSES, ExperienceMean
+from lit_transfer.surrogate.experience import LIKELIHOOD_SCALES, PRIOR_MASSES, ExperienceMean
 from lit_transfer.surrogate.forecast import Forecast, task_ratio
 
 Observed = Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]]
@@ -39,12 +39,15 @@ class ExperienceSurrogate(SurrogateModule):
         variance_steps: Adam steps of each (context, observed epochs, target epoch) variance fit.
         metric_range: clip predicted means to this range (``null``: no clipping).
         prior_masses: weights of the task prior tried (chosen leave-one-family-out with the lengthscales).
+        likelihood_scales: noise scales tried for the likelihood that reweighs the remembered tasks by how well they
+            predicted the new task's observed values (chosen leave-one-family-out; ``.inf``: no reweighing).
     """
 
     def __init__(
         self, space: str | Mapping[str, Any] = str(DEFAULT_SPACE), metric: str = "val/acc",
         task_features: Sequence[str] = TASK_FEATURES, variance_steps: int = 300,
         metric_range: tuple[float, float] | None = None, prior_masses: Sequence[float] = PRIOR_MASSES,
+        likelihood_scales: Sequence[float] = LIKELIHOOD_SCALES,
     ) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
@@ -69,6 +72,7 @@ class ExperienceSurrogate(SurrogateModule):
             data.table.target[rows],
         )  # fmt: skip
         self.experience.choose_scales(self.normalized_task, tau, self.hparams.prior_masses)
+        self.experience.choose_likelihood(self.normalized_task, tau, self.hparams.likelihood_scales)
         self.forecast.fit(self.experience.held_out(self.normalized_task), self.hparams.variance_steps)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -90,26 +94,33 @@ class ExperienceSurrogate(SurrogateModule):
         seen = inputs["mask"].sum(1)  # each config's observed epochs; its values are the prefix's metric channel
         last = inputs["prefix"][..., 0].gather(1, (seen.long() - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
         with torch.no_grad():
-            expected, spread, mass = self._experience(inputs["config"], inputs["task"][0])
-            shift, ratio, runs = (x.expand(n) for x in self._shift(observed, inputs["task"][0]))
+            likelihood, shift, ratio, runs = self._observed(observed, inputs["task"][0])
+            expected, spread, mass = self._experience(inputs["config"], inputs["task"][0], likelihood)
+            shift, ratio, runs = (x.expand(n) for x in (shift, ratio, runs))
             mean, var = self.forecast(expected, spread, mass, last, seen, shift, ratio, runs, inputs["fidelity"])
         if self.hparams.metric_range is not None:
             mean = mean.clamp(*self.hparams.metric_range)
         return mean.numpy(), var.clamp_min(1e-8).sqrt().numpy()
 
-    def _experience(self, config: torch.Tensor, task: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _experience(
+        self, config: torch.Tensor, task: torch.Tensor, likelihood: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
         memory = self.normalized_task(self.experience.tasks)
         tasks = task.expand(len(config), -1)
-        return self.experience(config.float(), tasks, memory, self.normalized_task(tasks))
+        return self.experience(config.float(), tasks, memory, self.normalized_task(tasks), log_likelihood=likelihood)
 
-    def _shift(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The task's mean deviation from the experience over the configs it has run (each at its last epoch),
-        their ratio (``task_ratio``) and how many they are."""
+    def _observed(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the task's runs so far (each at its last epoch) say: how well each remembered task predicted them
+        (the log-likelihood that reweighs the experience), then the task's mean deviation from the experience so
+        reweighed, their ratio (``task_ratio``) and how many they are."""
         pairs = [(c, curve) for c, curve in observed if len(curve)]
         if not pairs:
-            return torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
-        expected, _, _ = self._experience(self.encoding.configs([c for c, _ in pairs]), task)
+            return None, torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
+        configs = self.encoding.configs([c for c, _ in pairs]).float()
         at = torch.tensor([min(len(curve), self.encoding.max_epochs) - 1 for _, curve in pairs])
         last = torch.tensor([prefix_channels(curve[-1], self.encoding.metric, 1.0)[0] for _, curve in pairs])
+        sums, _, counts = self.experience.tables(configs)
+        likelihood = self.experience.log_likelihood(self.experience.per_task(sums, counts), last, at)
+        expected, _, _ = self._experience(configs, task, likelihood)
         at_last = expected.gather(1, at.unsqueeze(1)).squeeze(1)
-        return (last - at_last).mean(), task_ratio(last, at_last), torch.tensor(len(pairs))
+        return likelihood, (last - at_last).mean(), task_ratio(last, at_last), torch.tensor(len(pairs))

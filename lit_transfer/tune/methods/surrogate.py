@@ -23,6 +23,8 @@ from lit_transfer.tune.methods.base import Trial, TuningMethod
 from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
 ACQUISITIONS = ("ei", "cost_ei", "ei_remaining", "ucb")
+FLAT = 1e-3  # a value within this of the task's zero-shot value has not learned anything
+PROBE_EPOCHS = 2  # epochs a config gets before a task where nothing learns moves on to another
 
 
 class SurrogateMethod(TuningMethod):
@@ -137,9 +139,27 @@ class SurrogateMethod(TuningMethod):
             return None
         chosen = self.continued(pool)
         if chosen is None:
+            fresh = [c for c in pool if self.epochs_done(c) == 0]
+            if self.stuck() and fresh:
+                pool = fresh  # nothing learns yet: probe another config rather than train a flat one further
             chosen = pool[int(np.argmax(self.scores(pool)))]
         self.last = PipelineConfig(chosen).key()
         return Trial(chosen, self.epochs_done(chosen) + 1)
+
+    def floor(self) -> float:
+        """What the task scores without finetuning (its zero-shot value): a config at or below it has learned
+        nothing yet."""
+        return float(self.task_features.get("zero_shot_acc", 0.0))
+
+    def stuck(self) -> bool:
+        """Every config run so far sits at the floor after ``PROBE_EPOCHS`` epochs or more of its own: nothing
+        the task has shown says which config will learn, so the budget goes to trying more of them."""
+        if self.drop_below is None or not self.observed:
+            return False
+        floor = self.floor()
+        flat = [all(self.value(p) <= floor + FLAT for p in curve) for _, curve in self.observed.values()]
+        tried = [len(curve) >= PROBE_EPOCHS for _, curve in self.observed.values()]
+        return all(flat) and any(tried)
 
     def continued(self, pool: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The config advanced last, if it can advance and is on track (at its epoch, at least level with every
@@ -151,18 +171,22 @@ class SurrogateMethod(TuningMethod):
         config = next((c for c in pool if PipelineConfig(c).key() == self.last), None)
         if config is None:
             return None
+        own = self.curve(config)
+        if self.stuck() and len(own) >= PROBE_EPOCHS:
+            return None  # flat, like every other: probe another config (``stuck``)
         others = [curve for key, (_, curve) in self.observed.items() if key != self.last]
         if not others:
             return config
-        own = self.curve(config)
         level = [self.value(curve[len(own) - 1]) for curve in others if len(curve) >= len(own)]
-        if own and level and self.value(own[-1]) >= max(level):
-            return config  # on track: level with the best other config at the same epoch
-        best_other = max(self.value(p) for curve in others for p in curve)
-        if self.chance(config, own, best_other, self.conditioning()) >= self.drop_below:
+        learned = bool(own) and self.value(own[-1]) > self.floor() + FLAT
+        if learned and level and self.value(own[-1]) >= max(level):
+            return config  # on track: it learns, and is level with the best other config at the same epoch
+        # the bar: the best any other config reached, and never below what no finetuning gives
+        bar = max(max(self.value(p) for curve in others for p in curve), self.floor() + FLAT)
+        if self.chance(config, own, bar, self.conditioning()) >= self.drop_below:
             return config
-        if self.keep_on_experience and self.chance(config, [], best_other, []) >= self.drop_below:
-            return config  # what the experience says of the config here outweighs a slow start
+        if self.keep_on_experience and self.chance(config, [], bar, []) >= self.drop_below:
+            return config  # what the experience says of the config here outweighs a slow start (not a flat one)
         return None
 
     def chance(self, config: dict[str, Any], curve: list, bar: float, observed: list) -> float:
