@@ -103,11 +103,32 @@ class Executor:
 
 
 class InlineExecutor(Executor):
-    """One job at a time in this process: the embedded default (warm caches are this process's own)."""
+    """One job at a time in this process: the embedded default (warm caches are this process's own).
 
-    def __init__(self) -> None:
+    Args:
+        threads: torch threads while it runs (restored when it closes), as a worker process would use; ``None``:
+            the process's own setting.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
         super().__init__(1)
         self._queue: list[tuple[Hashable, Callable, tuple]] = []
+        self.threads, self._threads_before = threads, None
+
+    def __enter__(self) -> InlineExecutor:
+        if self.threads is not None:
+            import torch
+
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        return self
+
+    def close(self) -> None:
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
         self._queue.append((key, fn, args))
@@ -130,6 +151,7 @@ class SimulatedExecutor(InlineExecutor):
 
     def __init__(self, workers: int, cost: Callable[[Any], float]) -> None:
         Executor.__init__(self, workers)
+        self.threads, self._threads_before = None, None  # replayed jobs: the process's own threads
         self.cost, self.now = cost, 0.0
         self._ends: list[tuple[float, int, Done]] = []
         self._order = itertools.count()
@@ -275,5 +297,5 @@ def make_executor(
     if kind != "local":
         raise ValueError(f"executor must be 'local' or 'ray', got {kind!r}")
     if workers == 1 and not processes:
-        return InlineExecutor()
+        return InlineExecutor(threads)
     return ProcessExecutor(workers, threads)
