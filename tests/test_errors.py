@@ -5,6 +5,7 @@ import json
 import shutil
 import sqlite3
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -136,7 +137,22 @@ CASES = {
     "tasks-unknown": (lambda w, t: ["metadata", "tasks", "--out", str(t / "x"), "--tasks", "[poetry]"],
                       "unknown task(s) poetry"),
     "tasks-unknown-suite": (lambda w, t: ["metadata", "tasks", "--out", str(t / "x"), "--suite", "v9"], "v9"),
+    # a task name becomes a folder: it cannot leave tasks_dir (nor be absolute)
+    "build-task-escapes": (lambda w, t: ["metadata", "build", "--config", _plan(t, "../../ESCAPED_build")],
+                           "task name '../../ESCAPED_build' cannot be used as a file name"),
+    "build-task-absolute": (lambda w, t: ["metadata", "build", "--config", _plan(t, "/tmp/ESCAPED_abs")],
+                            "task name '/tmp/ESCAPED_abs' cannot be used as a file name"),
 }  # fmt: skip
+
+
+def _plan(folder, task_name: str) -> str:
+    """A build plan whose one task has the given name."""
+    plan = folder / "plan.yaml"
+    plan.write_text(
+        f"plan:\n  out: {folder / 'm.sqlite'}\n  tasks_dir: {folder / 'tasks'}\n"
+        f"  tasks: [{{name: '{task_name}', family: yes_no, train: 8, validation: 8, test: 8}}]\n"
+    )
+    return str(plan)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -150,6 +166,7 @@ def test_bad_input_is_one_clear_line_with_exit_code_2(case, world, tmp_path, cap
     assert message in err, err[-2000:]
     if "usage:" not in err:  # ours are one line (the parser's usage errors print the usage first, as CLIs do)
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err[-2000:]
+    assert not list(tmp_path.parent.parent.glob("ESCAPED*")) and not Path("/tmp/ESCAPED_abs").exists()
 
 
 def test_a_locked_tune_folder_is_a_clear_error(world, tmp_path, capsys):

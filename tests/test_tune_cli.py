@@ -223,3 +223,21 @@ def test_tune_records_its_trials_into_the_users_experience_and_surrogates_learn_
     assert suggested.returncode == 0, suggested.stderr[-3000:]
     with pytest.raises(ValueError, match="the shipped experience is never written"):
         check_own(ASSETS / "metadata" / "mine.sqlite")
+
+
+def test_a_hard_link_to_a_shipped_file_is_refused_like_the_file(tmp_path, monkeypatch):
+    """A hard link has a path of its own outside the package: the file's identity (device, inode) gives it away."""
+    import os
+
+    from lit_transfer.tune import record
+
+    shipped = tmp_path / "package" / "assets" / "metadata"
+    shipped.mkdir(parents=True)
+    (shipped / "v2.sqlite").write_bytes(b"experience")
+    monkeypatch.setattr(record, "ASSETS", tmp_path / "package" / "assets")
+    link = tmp_path / "mine.sqlite"
+    os.link(shipped / "v2.sqlite", link)
+    with pytest.raises(ValueError, match="the shipped experience is never written"):
+        record.check_own(link)
+    (tmp_path / "other.sqlite").write_bytes(b"experience")  # same bytes, another file: the user's own
+    assert record.check_own(tmp_path / "other.sqlite") == (tmp_path / "other.sqlite").resolve()

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from lit_transfer.executors import Executor, after_failure, make_executor
 from lit_transfer.finetune.settings import RunSettings
-from lit_transfer.io import FolderLock
+from lit_transfer.io import FolderLock, inside
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.tasks import SUITES, TaskSpec, suite_world
 from lit_transfer.metadataset.world import World
@@ -205,7 +205,7 @@ def plan_runs(plan: BuildPlan, store: MetaDataset) -> list[PlannedRun]:
         for seed in plan.seeds:
             for spec, config in pairs:
                 if not store.has_run(spec.name, config.key(), seed, plan.base_model, max_epochs):
-                    data = str(Path(plan.tasks_dir) / spec.name)
+                    data = str(inside(plan.tasks_dir, spec.name))
                     runs.append(PlannedRun(spec.name, data, dict(config.values), plan.settings(seed)))
     return runs
 
@@ -231,12 +231,12 @@ def build(plan: BuildPlan, progress: bool = True) -> MetaDataset:
         if plan.generate_tasks:
             world = plan.world()
             for spec in specs:
-                if not (Path(plan.tasks_dir) / spec.name / "train.jsonl").exists():
-                    spec.write(world, Path(plan.tasks_dir) / spec.name)
+                if not (inside(plan.tasks_dir, spec.name) / "train.jsonl").exists():
+                    spec.write(world, inside(plan.tasks_dir, spec.name))
         known = store.tasks()
         for spec in specs:
             if spec.name not in known:
-                data = str(Path(plan.tasks_dir) / spec.name)
+                data = str(inside(plan.tasks_dir, spec.name))
                 features = task_features(
                     data, plan.base_model, plan.max_length, plan.eval_batch_size, plan.prompt_template
                 )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lit_transfer.io import write_qa_folder
+from lit_transfer.io import safe_name, write_qa_folder
 from lit_transfer.metadataset.vocab import COLOURS, COUNTRIES, DAYS, MONTHS, OCCUPATIONS, ORDINALS, PETS
 from lit_transfer.metadataset.vocab import word as _word
 from lit_transfer.metadataset.world import Person, World
@@ -392,6 +392,9 @@ class TaskSpec:
     test: int = 64
     seed: int = 0
     level: int = 1
+
+    def __post_init__(self) -> None:
+        safe_name(self.name, "task name")  # it names the task's data folder: it must stay inside ``tasks_dir``
 
     def generate(self, world: World) -> dict[str, list[Example]]:
         if self.family not in FAMILIES:

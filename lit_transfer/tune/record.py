@@ -5,6 +5,7 @@ meta-trains on the shipped experience plus that file. The shipped files are neve
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,19 @@ from lit_transfer.tune.methods.base import TuningMethod
 def check_own(path: str | Path) -> Path:
     """``path`` if it may hold a user's own experience: not a file shipped with the package."""
     resolved = Path(path).resolve()
+    refused = ValueError(f"{path}: the shipped experience is never written; record into a file of your own")
     if resolved == ASSETS.resolve() or ASSETS.resolve() in resolved.parents:
-        raise ValueError(f"{path}: the shipped experience is never written; record into a file of your own")
+        raise refused
+    if resolved.exists():  # a hard link to a shipped file has a path of its own: compare the files themselves
+        found = resolved.stat()
+        for shipped in ASSETS.rglob("*"):
+            if shipped.is_file() and _same_file(found, shipped.stat()):
+                raise refused
     return resolved
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 class TrialRecorder:
