@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json as json_module
 import sys
-from typing import Any, Literal
+from typing import Literal
 
 from jsonargparse import CLI
 
@@ -20,31 +20,6 @@ from lit_transfer.surrogate.recipes import DEFAULT_RECIPES
 from lit_transfer.tune.methods.spec import MethodSpec
 
 TRAINER_COMMANDS = ("fit", "validate", "test")
-
-
-def trainer_cli(args: list[str] | None = None, run: bool = True) -> Any:
-    """Run a Lightning Trainer command from a YAML config (``--help`` and ``--print_config`` included); returns the
-    ``LightningCLI`` (imported here: the other commands' ``--help`` does not load Lightning)."""
-    from lightning.pytorch import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
-
-    return LightningCLI(
-        LightningModule,
-        LightningDataModule,
-        parser_kwargs={"exit_on_error": False},
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                "init_args": {"save_dir": "runs"},
-            }
-        },
-        args=args,
-        run=run,
-    )
 
 
 def metadata_build(plan: BuildPlan, progress: bool = True) -> None:
@@ -401,6 +376,7 @@ def run_trainer_command(argv: list[str] | None) -> None:
     """LightningCLI; a run that diverged or ran out of memory exits 1 with its status (after its curve is saved).
     A config that does not validate raises jsonargparse's error, which ``main`` reports in one line."""
     from lit_transfer.finetune.curves import LearningCurve
+    from lit_transfer.trainer import trainer_cli
 
     cli = trainer_cli(argv)
     for callback in getattr(cli.trainer, "callbacks", []):
@@ -452,6 +428,10 @@ def main(argv: list[str] | None = None) -> None:
         if argv[0] in TRAINER_COMMANDS:
             run_trainer_command(None if from_command_line else argv)
         else:
+            if not {"-h", "--help"} & set(argv):  # a command that runs: Lightning, once imported, is quieted again
+                import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO)
+
+                silence()
             CLI(COMMANDS, args=argv, as_positional=False, prog=_prog())
     except Exception as err:  # classified here, not in the except clause: --help's SystemExit imports nothing
         if debug:

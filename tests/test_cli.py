@@ -131,3 +131,44 @@ def test_the_lit_transfer_command_is_installed_and_names_itself():
     suggest = subprocess.run([shutil.which("lit-transfer"), "suggest", "--help"], capture_output=True, text=True,
                              timeout=120)  # fmt: skip
     assert suggest.returncode == 0 and "usage: lit-transfer" in suggest.stdout and "__main__" not in suggest.stdout
+
+
+class _Payload:
+    """What a crafted checkpoint carries: unpickling it would create ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(where, tmp_path):
+    """Every checkpoint the Trainer commands load, a file or a URL, is loaded as plain weights only: a crafted one
+    runs nothing and is refused naming it (exit code 2). A URL served on 127.0.0.1, for the length of the test."""
+    import functools
+    import http.server
+    import threading
+
+    import torch
+
+    marker = tmp_path / "PWNED"
+    (tmp_path / "srv").mkdir()
+    torch.save({"state_dict": {}, "payload": _Payload(marker)}, tmp_path / "srv" / "x.ckpt")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "srv"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        path = (
+            f"http://127.0.0.1:{server.server_address[1]}/x.ckpt" if where == "remote" else tmp_path / "srv" / "x.ckpt"
+        )
+        result = run_cli("validate", "--config", str(CONFIG), "--ckpt_path", str(path), cwd=REPO)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert not marker.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: not a checkpoint of plain weights"), lines

@@ -2,14 +2,13 @@
 
 from pathlib import Path
 
-import lightning.pytorch.cli
 import pytest
 from jsonargparse import ArgumentError, ArgumentParser
-from lightning.pytorch.cli import LightningCLI
 
 from lit_transfer import cli
 from lit_transfer.metadataset.build import BuildPlan
 from lit_transfer.space import SearchSpace
+from lit_transfer.trainer import TrainerCLI, trainer_cli
 from lit_transfer.tune.methods import method_spec, registry
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -21,7 +20,7 @@ TUNE = sorted((CONFIGS / "tune").glob("*.yaml"))
 EVALUATE = sorted((CONFIGS / "evaluate").glob("*.yaml"))
 
 
-class ParseOnlyCLI(LightningCLI):
+class ParseOnlyCLI(TrainerCLI):
     """Parses and type-checks a config against the class signatures without loading any model."""
 
     def instantiate_classes(self) -> None:
@@ -35,19 +34,17 @@ def test_every_config_is_checked():
 
 
 @pytest.mark.parametrize("config", FINETUNE + SURROGATE, ids=lambda p: p.name)
-def test_trainer_config_parses_against_code(config, monkeypatch):
-    monkeypatch.setattr(lightning.pytorch.cli, "LightningCLI", ParseOnlyCLI)  # trainer_cli imports it when called
-    parsed = cli.trainer_cli(["--config", str(config)], run=False).config
+def test_trainer_config_parses_against_code(config):
+    parsed = trainer_cli(["--config", str(config)], run=False, cli_class=ParseOnlyCLI).config
     assert parsed.model.class_path.startswith("lit_transfer.")
     assert parsed.data.class_path.startswith("lit_transfer.")
 
 
-def test_a_drifted_config_is_rejected(tmp_path, monkeypatch):
+def test_a_drifted_config_is_rejected(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text((CONFIGS / "finetune" / "tiny_lora.yaml").read_text().replace("lora_rank:", "lora_rnak:"))
-    monkeypatch.setattr(lightning.pytorch.cli, "LightningCLI", ParseOnlyCLI)  # trainer_cli imports it when called
     with pytest.raises(ArgumentError, match="lora_rnak"):  # the command line turns it into one line, exit code 2
-        cli.trainer_cli(["--config", str(config)], run=False)
+        trainer_cli(["--config", str(config)], run=False, cli_class=ParseOnlyCLI)
 
 
 @pytest.mark.parametrize("config", METADATA, ids=lambda p: p.name)
