@@ -109,6 +109,15 @@ def test_tiny_fit_end_to_end_then_continue(tmp_path):
     assert [p["fidelity"] for p in continued["points"]] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert continued["points"][:5] == curve["points"]
 
+    # resuming a run that has no epochs left trains nothing and leaves its curve finished, not "running"
+    again = run_cli(
+        "fit", "--config", str(CONFIG), "--trainer.max_epochs", "6",
+        "--ckpt_path", "runs/tiny_lora/checkpoints/last.ckpt", cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    unchanged = json.loads((run_dir / "curve.json").read_text())
+    assert unchanged["status"] == "ok" and unchanged["points"] == continued["points"]
+
 
 def test_every_command_says_what_it_does_in_one_whole_sentence():
     """The first line of a command's docstring is its summary in ``--help``: a sentence cut in two reads as broken."""

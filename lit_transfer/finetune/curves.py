@@ -141,6 +141,14 @@ class LearningCurve(Callback):
         self.write(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._finish(trainer, pl_module)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A resumed run with no epochs left never starts training (no ``on_train_end``): it ends as it was."""
+        if self.status == "running":
+            self._finish(trainer, pl_module)
+
+    def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if getattr(pl_module, "diverged", False):
             self.status, self.message = "diverged", "training loss became NaN or infinite"
         elif any(v is None for p in self.points for v in p["metrics"].values()):
