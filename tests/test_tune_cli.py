@@ -156,6 +156,11 @@ def test_a_corrupt_checkpoint_stops_tune_and_changes_nothing(metadataset, qa_dir
     with FolderLock(out):  # another process holds the folder: a clear error at once
         locked = run_cli(*args, "--budget", "3")
     assert locked.returncode == 2 and "in use by another process" in locked.stderr
+    # a missing last.ckpt (its curve says 2 epochs) is no licence to retrain from scratch: the same stop
+    last.unlink()
+    missing = run_cli(*args, "--budget", "3")
+    assert missing.returncode == 1 and f"{last}: missing" in missing.stderr, missing.stderr[-3000:]
+    assert load_state(out / "state.json").history == history and (trial / "curve.json").read_text() == curve
 
 
 @pytest.mark.slow

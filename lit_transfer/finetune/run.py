@@ -132,6 +132,16 @@ def train(
     config = fit_config(pipeline, data, settings, str(folder), epochs, checkpoints, tensorboard, monitor)
     last = folder / "checkpoints" / "last.ckpt"
     resume = str(last) if checkpoints and last.exists() else None
+    if checkpoints and resume is None and (folder / CURVE_FILE).exists():
+        try:
+            trained = [p for p in read_curve(folder / CURVE_FILE)["points"] if p["fidelity"] > 0]
+        except (OSError, ValueError) as err:
+            raise RunError(f"{folder / CURVE_FILE}: cannot read the run's curve ({err})") from err
+        if trained:  # retraining from scratch would silently replace what was recorded
+            raise RunError(
+                f"{last}: missing, though the run's curve records {len(trained)} epochs; restore it, or remove "
+                f"{folder} to train the config again from the start"
+            )
     try:
         module, datamodule, trainer = instantiate(config, callbacks)
         trainer.fit(module, datamodule, ckpt_path=resume, weights_only=True)
