@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as json_module
 import sys
+from argparse import ArgumentError
 from typing import Literal
 
 from jsonargparse import CLI
@@ -364,11 +365,27 @@ def fail(message: str, code: int) -> None:
 
 def _condensed(message: str, argv: list[str]) -> str:
     """One line from jsonargparse's report of a config that does not validate: the config file and the reasons our
-    classes gave (not the alternatives it also tried)."""
+    classes gave, each with the lines indented under it (``Option 'lora_rnak' is not accepted``), not the
+    alternatives it also tried."""
+    reasons: list[list[str]] = []
+    indent = None
+    for raw in message.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        depth = len(raw) - len(raw.lstrip())
+        if line.startswith("- "):
+            reasons.append([line[2:]])
+            indent = depth
+        elif reasons and indent is not None and depth > indent:
+            reasons[-1].append(line)
+        else:
+            indent = None
+    kept = [" ".join(parts) for parts in reasons if "Expected a <class 'NoneType'>" not in parts[0]]
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    reasons = [line[2:] for line in lines if line.startswith("- ") and "Expected a <class 'NoneType'>" not in line]
     config = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
-    text = "; ".join(reasons) if reasons else lines[0] if lines else message
+    head = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else lines[0] if lines else message
+    text = "; ".join(kept) if kept else head  # 'Parser key "suite": Expected a ... Got value: v9
     return f"{config}: {text}" if config and config not in text else text
 
 
@@ -432,12 +449,13 @@ def main(argv: list[str] | None = None) -> None:
                 import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO)
 
                 silence()
-            CLI(COMMANDS, args=argv, as_positional=False, prog=_prog())
+            CLI(COMMANDS, args=argv, as_positional=False, prog=_prog(), exit_on_error=False)
     except Exception as err:  # classified here, not in the except clause: --help's SystemExit imports nothing
         if debug:
             raise
         if isinstance(err, _usage_errors()):
-            fail(_condensed(str(err), argv) if "\n" in str(err) else str(err), 2)
+            parsing = isinstance(err, ArgumentError) or "\n" in str(err)  # jsonargparse's reports
+            fail(_condensed(str(err), argv) if parsing else str(err), 2)
         if isinstance(err, _run_errors()):
             fail(str(err), 1)
         raise

@@ -79,6 +79,8 @@ class FolderLock:
     def __enter__(self) -> FolderLock:
         import fcntl
 
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NotADirectoryError(f"{self.folder}: a file, not a folder (the output folder of {self.what})")
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:

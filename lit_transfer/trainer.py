@@ -9,6 +9,7 @@ loads with ``weights_only=False`` by default) executed whatever it carried. Here
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -80,10 +81,10 @@ def _fetch(url: str, folder: Path) -> str:
 
 
 def _refused(path: str, err: Exception) -> CheckpointRefused:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    # torch says which object it would have had to build ("... unsupported GLOBAL posix.system ..."): that is why
-    reason = next((line for line in lines if "GLOBAL" in line or "global" in line), type(err).__name__)
-    return CheckpointRefused(f"{path}: not a checkpoint of plain weights, refused: {reason}")
+    # torch names what it would have had to import and call to unpickle it ("... GLOBAL posix.system ...")
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    reason = f"loading it would call {found.group(1)}" if found else type(err).__name__
+    return CheckpointRefused(f"{path}: not a checkpoint of plain weights, refused ({reason})")
 
 
 def trainer_cli(args: list[str] | None = None, run: bool = True, cli_class: type[LightningCLI] = TrainerCLI) -> Any:

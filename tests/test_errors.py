@@ -137,12 +137,26 @@ CASES = {
     "tasks-unknown": (lambda w, t: ["metadata", "tasks", "--out", str(t / "x"), "--tasks", "[poetry]"],
                       "unknown task(s) poetry"),
     "tasks-unknown-suite": (lambda w, t: ["metadata", "tasks", "--out", str(t / "x"), "--suite", "v9"], "v9"),
+    # a misspelled option keeps its reason; a config's bad key names the config; an output that is a file
+    "fit-misspelled-option": (lambda w, t: fit(w, t, lora_rnak=4),
+                              "Problem with given class_path 'lit_transfer.finetune.FinetuneModule': Option "
+                              "'lora_rnak' is not accepted"),
+    "tune-config-unknown-key": (lambda w, t: ["tune", "--config", _yaml(t, {"data": "x", "budgte": 3})],
+                                "tune.yaml: Subcommand 'tune' does not accept option 'budgte'"),
+    "tune-out-is-a-file": (lambda w, t: tune(w, _good(t, "d"), "--out", str(w["root"] / "a-file.txt")),
+                           "a-file.txt: a file, not a folder"),
     # a task name becomes a folder: it cannot leave tasks_dir (nor be absolute)
     "build-task-escapes": (lambda w, t: ["metadata", "build", "--config", _plan(t, "../../ESCAPED_build")],
                            "task name '../../ESCAPED_build' cannot be used as a file name"),
     "build-task-absolute": (lambda w, t: ["metadata", "build", "--config", _plan(t, "/tmp/ESCAPED_abs")],
                             "task name '/tmp/ESCAPED_abs' cannot be used as a file name"),
 }  # fmt: skip
+
+
+def _yaml(folder, content: dict) -> str:
+    path = folder / "tune.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return str(path)
 
 
 def _plan(folder, task_name: str) -> str:
