@@ -122,10 +122,10 @@ def suggest(
     )
     if not picks:
         fail(f"no config is predicted to finish within {budget}", 1)
-    print(f"{'rank':>4}  {'val/acc':>14}  {'minutes':>7}  config -> fit YAML")
+    print(f"{'rank':>4}  {'val/acc ± 95%':>14}  {'minutes':>7}  config -> fit YAML")
     for p in picks:
         short = PipelineConfig(p["config"]).brief()
-        predicted = f"{p['predicted']:>6.3f} ± {p['std']:.3f}"
+        predicted = f"{p['predicted']:>6.3f} ± {1.96 * p['std']:.3f}"  # ± is always the 95% interval's half-width
         print(f"{p['rank']:>4}  {predicted}  {p['seconds'] / 60:>7.1f}  {short} -> {p['yaml']}")
         nearest = ", ".join(f"{e['task']} {e['final']:.3f}" for e in p["evidence"])
         print(f"{'':>4}  recorded nearby: {nearest}")

@@ -74,6 +74,7 @@ def test_suggest_prints_ranked_configs_and_writes_fit_yaml(metadataset, qa_dir, 
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert_quiet(result.stdout, result.stderr)
+    assert "val/acc ± 95%" in result.stdout  # ± is the 95% interval wherever a prediction is printed
     rows = [line for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert len(rows) == 3
     predicted = [float(r.split()[1]) for r in rows]
@@ -125,8 +126,12 @@ def test_tune_runs_real_trials_resumes_after_sigkill_and_tests_the_choice(metada
     assert summary["method"] == "transfer" and summary["steps"] == 6
     assert 0.0 <= summary["test"]["test/acc"] <= 1.0
     assert (Path(summary["adapter"]) / "adapter_config.json").exists()
+    # the epoch whose checkpoint was tested: the chosen config's best epoch by val/acc
+    trial_curve = json.loads((Path(summary["adapter"]).parents[1] / "curve.json").read_text())
+    accs = [p["metrics"]["val/acc"] for p in trial_curve["points"] if p["fidelity"] > 0]
+    assert 1 <= summary["tested_epoch"] <= summary["epochs"] and accs[summary["tested_epoch"] - 1] == max(accs)
     # what was chosen and why: predicted before any trial against observed
-    assert re.match(r"predicted val/acc \d\.\d{3} ± \d\.\d{3} before any trial, observed", summary["why"])
+    assert re.match(r"predicted val/acc \d\.\d{3} ± \d\.\d{3} \(95%\) before any trial, observed", summary["why"])
     assert f"why this config: {summary['why']}" in result.stdout
     assert list((out / "tensorboard").rglob("events.out.tfevents.*"))
 

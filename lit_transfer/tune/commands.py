@@ -189,7 +189,8 @@ def tune(
             epochs = tuner.epochs_done(chosen)
             test = evaluator.test(chosen)
             adapter = f"{evaluator.location(chosen)}/checkpoints/best"
-            result.update(config=chosen, epochs=epochs, val=value, test=test, adapter=adapter)
+            tested = evaluator.tested_epoch(chosen)
+            result.update(config=chosen, epochs=epochs, val=value, test=test, tested_epoch=tested, adapter=adapter)
             reason = why_chosen(tuner, chosen, value, epochs, search_space, features)
             if reason:
                 result["why"] = reason
@@ -224,7 +225,7 @@ def why_chosen(tuner: Any, chosen: dict, value: float, epochs: int, space: Searc
     mean, std = perf.predict([chosen, default], features)
     metric = tuner.metric
     line = (
-        f"predicted {metric} {mean[0]:.3f} ± {1.96 * std[0]:.3f} before any trial, observed {value:.3f} in "
+        f"predicted {metric} {mean[0]:.3f} ± {1.96 * std[0]:.3f} (95%) before any trial, observed {value:.3f} in "
         f"{epochs} epochs"
     )
     _, default_curve = tuner.observed.get(PipelineConfig(default).key(), (None, []))

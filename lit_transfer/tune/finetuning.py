@@ -100,6 +100,16 @@ class FinetuneEvaluator:
             raise RunError(f"{folder / CURVE_FILE}: the run has {len(points)} epochs recorded, expected {fidelity}")
         return points
 
+    def tested_epoch(self, config: dict[str, Any]) -> int:
+        """The epoch (1-based) whose checkpoint ``test`` tests: the config's best by the tuned metric."""
+        import torch
+
+        best = self.storage.pull(trial_id(PipelineConfig(dict(config)).key())) / "checkpoints" / "best.ckpt"
+        try:
+            return int(torch.load(best, map_location="cpu", weights_only=True)["epoch"]) + 1
+        except Exception as err:
+            raise RunError(f"{best}: cannot read which epoch it holds ({type(err).__name__}: {err})") from err
+
     def test(self, config: dict[str, Any]) -> dict[str, float]:
         """Test-split metrics of a trained config's best checkpoint."""
         folder = self.storage.pull(trial_id(PipelineConfig(dict(config)).key()))
