@@ -136,6 +136,6 @@ def test_a_ray_tune_with_two_workers_respects_the_budget_and_resumes(tmp_path, t
     steps = [(s.config_key, s.fidelity) for s in after.history]
     assert len(set(steps)) == 5
     assert resumed["adapter"].startswith(storage) and "test/acc" in resumed["test"]
-    trials = list((tmp_path / "storage" / "trials").iterdir())
+    trials = list((tmp_path / "storage" / "trials").glob("*/*"))  # <data fingerprint>/<trial id>
     assert trials and all((t / "curve.json").exists() and (t / "checkpoints" / "last.ckpt").exists() for t in trials)
     assert not (tmp_path / "tune" / "trials").exists()  # trials live in storage, the state in out

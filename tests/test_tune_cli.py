@@ -150,7 +150,7 @@ def test_a_corrupt_checkpoint_stops_tune_and_changes_nothing(metadataset, qa_dir
     first = run_cli(*args, "--budget", "2")
     assert first.returncode == 0, first.stderr[-3000:]
     history = load_state(out / "state.json").history
-    (trial,) = (out / "trials").iterdir()
+    (trial,) = (out / "trials").glob("*/*")  # <data fingerprint>/<trial id>
     curve = (trial / "curve.json").read_text()
     last = trial / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:200])

@@ -140,7 +140,7 @@ def tune(
     from lit_transfer.finetune.data import check_splits
     from lit_transfer.finetune.models import check_model
     from lit_transfer.io import FolderLock
-    from lit_transfer.tune.finetuning import FinetuneEvaluator, trial_id
+    from lit_transfer.tune.finetuning import FinetuneEvaluator
     from lit_transfer.tune.methods import MethodContext, method_spec
     from lit_transfer.tune.record import TrialRecorder, check_own
 
@@ -156,6 +156,7 @@ def tune(
     settings = experience_settings(metadataset, search_space, base_model, seed)
     check_model(settings.base_model)
     with FolderLock(out, "tune"):
+        identity = tuning_identity(Path(out), data, settings)
         features = task_features_of(data, settings)
         context = MethodContext(
             search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
@@ -163,7 +164,7 @@ def tune(
             state_file=Path(out) / "state.json",
         )  # fmt: skip
         tuner = spec.build(context)
-        evaluator = FinetuneEvaluator(data, settings, storage or out)
+        evaluator = FinetuneEvaluator(data, settings, storage or out, identity=identity)
         if threads is None:  # local worker processes share this machine's cores
             threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else 1
         runner = make_executor(executor, workers, threads, address, num_cpus, num_gpus, processes=workers > 1)
@@ -174,7 +175,7 @@ def tune(
 
         def step_done(step: Step) -> None:
             if recorder is not None:  # this process is the only writer of the user's file
-                curve = None if step.status == "failed" else evaluator.storage.curve(trial_id(step.config_key))
+                curve = None if step.status == "failed" else evaluator.storage.curve(evaluator.name(step.config_key))
                 recorder.record(step, tuner, curve)
             if on_step is not None:
                 on_step(step)
@@ -198,6 +199,34 @@ def tune(
                 result["default"] = default_at(evaluator, dict(search_space.default().values), epochs, tuner)
         write_atomic(Path(out) / "result.json", json.dumps(result, indent=2, default=str))
     return result
+
+
+def tuning_identity(out: Path, data: str, settings: Any) -> str | None:
+    """The fingerprint of what this tuning trains on (``data_fingerprint``), recorded in ``out/task.json`` by its
+    first run and checked by every resumed one: the same ``--out`` with other data or settings is refused, never
+    continued with the old task's trials. A tuning begun before fingerprints were recorded (a ``state.json``
+    without ``task.json``) keeps its trial folders as they were named (``None``)."""
+    from lit_transfer.tune.finetuning import data_fingerprint
+
+    fingerprint = data_fingerprint(data, settings)
+    record = out / "task.json"
+    if record.exists():
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{record}: cannot read what this tuning trains on ({err})") from None
+        if known.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{out}: this tuning trained on other data or settings ({known.get('data')}, fingerprint "
+                f"{known.get('fingerprint')}; now {data}, {fingerprint}): give another --out"
+            )
+        return fingerprint
+    if (out / "state.json").exists():
+        return None
+    where = str(Path(data).resolve()) if Path(data).exists() else str(data)
+    write_atomic(record, json.dumps({"data": where, "fingerprint": fingerprint,
+                                     "settings": settings.to_dict()}, indent=2))  # fmt: skip
+    return fingerprint
 
 
 def default_at(evaluator: FinetuneEvaluator, default: dict, epochs: int, tuner: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ error of ours) raises ``RunError`` and changes nothing that was recorded.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import yaml
 
 from lit_transfer.finetune.curves import read_curve
 from lit_transfer.finetune.run import CURVE_FILE, RunError, RunSettings, fit_config, instantiate, train
-from lit_transfer.io import write_atomic
+from lit_transfer.io import FolderLock, LockedError, write_atomic
 from lit_transfer.space import PipelineConfig
 from lit_transfer.tune.methods.base import Trial
 from lit_transfer.tune.storage import TrialStorage
@@ -29,6 +30,22 @@ from lit_transfer.tune.storage import TrialStorage
 def trial_id(config_key: str) -> str:
     """A config's short name: its trial folder's, and what progress lines show."""
     return hashlib.sha1(config_key.encode()).hexdigest()[:12]
+
+
+def data_fingerprint(data: str, settings: RunSettings) -> str:
+    """What a trial is trained on, in 16 hex digits: the task's data (every file of its folder, or the dataset's
+    name) and the run settings. Trials of other data or settings never share a folder, however alike the config."""
+    digest = hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode())
+    folder = Path(data)
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    else:
+        digest.update(str(data).encode())
+    return digest.hexdigest()[:16]
 
 
 class FinetuneEvaluator:
@@ -42,19 +59,26 @@ class FinetuneEvaluator:
     """
 
     def __init__(
-        self, data: str, settings: RunSettings, root: str, metric: str = "val/acc", callbacks: list | None = None
-    ) -> None:
+        self, data: str, settings: RunSettings, root: str, metric: str = "val/acc", callbacks: list | None = None,
+        identity: str | None = None,
+    ) -> None:  # fmt: skip
         self.data, self.settings, self.metric = data, settings, metric
         self.storage = TrialStorage(str(root))
         self.callbacks = callbacks  # observers of every step (timers)
+        self.identity = identity
+
+    def name(self, config_key: str) -> str:
+        """The trial's path in storage: ``<data fingerprint>/<trial id>`` (``identity``), so trials of other data or
+        settings never meet in one storage; a tuning begun before fingerprints keeps its ``<trial id>``."""
+        return f"{self.identity}/{trial_id(config_key)}" if self.identity else trial_id(config_key)
 
     def folder(self, config: dict[str, Any]) -> Path:
         """The trial's folder in this process (in storage, or a local copy of it)."""
-        return self.storage.local(trial_id(PipelineConfig(config).key()))
+        return self.storage.local(self.name(PipelineConfig(config).key()))
 
     def location(self, config: dict[str, Any]) -> str:
         """Where the trial lives in storage."""
-        return self.storage.url(trial_id(PipelineConfig(config).key()))
+        return self.storage.url(self.name(PipelineConfig(config).key()))
 
     def recorded(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The trial's ``curve.json`` as recorded so far (after ``pull``), or None before its first step."""
@@ -70,8 +94,17 @@ class FinetuneEvaluator:
         """Train ``trial.config`` to epoch ``trial.fidelity``; returns its curve (epochs 1..fidelity) and the
         seconds this step took. An epoch already recorded (the driver stopped before it saved its state) is
         returned as it is, with the seconds it took, not trained again."""
-        name = trial_id(trial.key)
+        name = self.name(trial.key)
         folder = self.storage.pull(name)
+        if self.storage.remote:
+            return self._run(trial, name, folder)
+        try:
+            with FolderLock(folder, "trial"):  # two tunings sharing this storage never train one trial at once
+                return self._run(trial, name, folder)
+        except LockedError as err:
+            raise RunError(f"{folder}: the trial is being trained by another process ({err})") from None
+
+    def _run(self, trial: Trial, name: str, folder: Path) -> tuple[list[dict[str, float]], float]:
         recorded = self.recorded(trial.config)
         if recorded is not None:
             if recorded["status"] in ("diverged", "oom"):
@@ -104,7 +137,7 @@ class FinetuneEvaluator:
         """The epoch (1-based) whose checkpoint ``test`` tests: the config's best by the tuned metric."""
         import torch
 
-        best = self.storage.pull(trial_id(PipelineConfig(dict(config)).key())) / "checkpoints" / "best.ckpt"
+        best = self.storage.pull(self.name(PipelineConfig(dict(config)).key())) / "checkpoints" / "best.ckpt"
         try:
             return int(torch.load(best, map_location="cpu", weights_only=True)["epoch"]) + 1
         except Exception as err:
@@ -112,7 +145,7 @@ class FinetuneEvaluator:
 
     def test(self, config: dict[str, Any]) -> dict[str, float]:
         """Test-split metrics of a trained config's best checkpoint."""
-        folder = self.storage.pull(trial_id(PipelineConfig(dict(config)).key()))
+        folder = self.storage.pull(self.name(PipelineConfig(dict(config)).key()))
         best = folder / "checkpoints" / "best.ckpt"
         if not best.exists():
             raise RunError(f"{best}: the config was never trained to a checkpoint")
