@@ -228,3 +228,38 @@ def test_a_recorded_task_keeps_the_family_it_was_given(tmp_path):
         assert store.families() == {"my-data": "entity_type"}
     with pytest.raises(MetaDatasetError, match="recorded in family 'entity_type', not 'dates'"):
         TrialRecorder(path, "my-data", {"size": 1.0}, settings=None, family="dates")
+
+
+def _damage_the_runs_index(path):
+    """Zero the page that holds the runs' unique index: the table still reads, the index no longer matches it."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name='sqlite_autoindex_runs_1'").fetchone()
+        (size,) = conn.execute("PRAGMA page_size").fetchone()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\0" * size)
+
+
+def test_a_damaged_file_is_refused_before_anything_is_written(store, tmp_path):
+    """A damaged index let a build miss recorded runs and store them twice; now the first write refuses it."""
+    path = store.path
+    store.close()
+    _damage_the_runs_index(path)
+    with MetaDataset(path) as damaged, pytest.raises(MetaDatasetError, match=r"meta.sqlite: damaged .*nothing"):
+        damaged.add_run(_run(lr=5e-3))
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs NOT INDEXED").fetchone()[0] == 3  # the table, unchanged
+
+
+def test_a_full_disk_is_said_to_be_full_naming_the_file(store):
+    import errno
+
+    (pages,) = store.conn.execute("PRAGMA page_count").fetchone()
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")  # as if the disk had no room left for another page
+    big = _run(lr=7e-3, epochs=3)
+    big.message = "x" * 200_000
+    with pytest.raises(OSError, match=r"meta.sqlite: nothing was written, the disk is full") as raised:
+        store.add_run(big)
+    assert raised.value.errno == errno.ENOSPC
+    assert len(list(store.runs())) == 3

@@ -75,3 +75,33 @@ def test_one_trial_folder_is_never_trained_by_two_processes_at_once(tmp_path, qa
     with FolderLock(trial, "another tuning"), pytest.raises(RunError, match="being trained by another process"):
         _tune(qa_dir, tmp_path / "out", tmp_path / "out", metadataset, budget=2)
     assert len(load_state(tmp_path / "out" / "state.json").history) == 1
+
+
+def test_a_step_whose_recording_failed_is_recorded_when_tuning_resumes(tmp_path, qa_dir, metadataset, monkeypatch):
+    """The state is saved before the step is recorded into the user's file; if that write fails (a full disk), the
+    resumed tune records it first, so the file and the state never disagree for good."""
+    import errno
+
+    from lit_transfer.metadataset.store import MetaDataset
+    from lit_transfer.tune.record import TrialRecorder
+
+    own = tmp_path / "mine.sqlite"
+    record = TrialRecorder.record
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, f"{own}: nothing was written, the disk is full")
+
+    monkeypatch.setattr(TrialRecorder, "record", full_disk)
+    with pytest.raises(OSError, match="the disk is full"):
+        tune(str(qa_dir), 1, "epochs", "default", metadataset, out=str(tmp_path / "out"), candidates=0,
+             record_into=str(own))  # fmt: skip
+    assert len(load_state(tmp_path / "out" / "state.json").history) == 1
+    with MetaDataset(own) as store:
+        assert list(store.runs()) == []  # the step is in the state, not in the file
+    monkeypatch.setattr(TrialRecorder, "record", record)
+    # resumed with nothing left to train: the step is recorded all the same
+    tune(str(qa_dir), 1, "epochs", "default", metadataset, out=str(tmp_path / "out"), candidates=0,
+         record_into=str(own))  # fmt: skip
+    with MetaDataset(own) as store:
+        (run,) = store.runs()
+    assert len(run.metric()) == 1 and run.status == "ok"

@@ -8,6 +8,7 @@ which pipelines diverge on which tasks is information too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -129,6 +130,8 @@ class MetaDataset:
         except sqlite3.DatabaseError as err:
             with contextlib.suppress(Exception):
                 self.conn.close()
+            if _disk_full(err):
+                raise OSError(errno.ENOSPC, f"{self.path}: cannot open it, the disk is full ({err})") from None
             raise MetaDatasetError(f"{self.path}: not an SQLite meta-dataset ({err})") from None
 
     def _create(self) -> None:
@@ -157,6 +160,23 @@ class MetaDataset:
             raise MetaDatasetError(f"{self.path}: schema version {version}, this lit_transfer reads {SCHEMA_VERSION}")
         self.version = int(version)
 
+    def _before_write(self) -> None:
+        """Before the first write through this connection: a damaged file is refused (an index that no longer
+        matches its table lets a run recorded once be missed and stored twice), then a version 1 file is
+        migrated."""
+        if not getattr(self, "_checked", False):
+            try:
+                problems = [row[0] for row in self.conn.execute("PRAGMA integrity_check(3)").fetchall()]
+            except sqlite3.DatabaseError as err:
+                problems = [str(err)]
+            if problems != ["ok"]:
+                raise MetaDatasetError(
+                    f"{self.path}: damaged ({problems[0]}); nothing was written. Restore it from a copy (an index "
+                    "alone can be rebuilt with sqlite3's REINDEX)"
+                )
+            self._checked = True
+        self._migrate()
+
     def _migrate(self) -> None:
         """Before the first write into a version 1 file: version 2 records every task's family (from its name, as
         version 1 implied it), in one transaction. Reading never changes a file."""
@@ -182,7 +202,7 @@ class MetaDataset:
         mine = {k: v for k, v in settings.items() if k not in ignore}
         recorded = self.run_settings()
         if recorded is None:
-            self._migrate()
+            self._before_write()
             with self.transaction():
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('run_settings', ?)", (json.dumps(mine),))
             return
@@ -193,7 +213,7 @@ class MetaDataset:
             raise MetaDatasetError(f"{self.path}: its runs were trained with other settings ({what})")
 
     def transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.path)
 
     def close(self) -> None:
         self.conn.close()
@@ -211,7 +231,7 @@ class MetaDataset:
         family = task if family is None else family
         if not family.strip():
             raise MetaDatasetError(f"{self.path}: task {task!r} needs a family name, got {family!r}")
-        self._migrate()
+        self._before_write()
         with self.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO tasks (task, features, family) VALUES (?, ?, ?)",
@@ -232,9 +252,9 @@ class MetaDataset:
         """Store a finished run and its curve atomically; a second run with the same identity replaces it."""
         if run.status not in STATUSES:
             raise MetaDatasetError(f"run status must be one of {STATUSES}, got {run.status!r}")
+        self._before_write()
         if run.task not in self.tasks():
             raise MetaDatasetError(f"unknown task {run.task!r}: add the task (with its meta-features) first")
-        self._migrate()
         with self.transaction():
             old = self.conn.execute(
                 "SELECT run_id FROM runs WHERE task=? AND config_key=? AND seed=? AND base_model=? AND max_epochs=?",
@@ -490,14 +510,32 @@ def _native(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``: one writer at a time, all or nothing."""
+def _disk_full(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err)
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: one writer at a time, all or nothing. A full disk is said as such,
+    naming the file."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None) -> None:
+        self.conn, self.path = conn, path
 
     def __enter__(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is not None:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (a full disk does)
+                self.conn.execute("ROLLBACK")
+            if _disk_full(exc):
+                raise OSError(errno.ENOSPC, f"{self.path}: nothing was written, the disk is full ({exc})") from None
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            if not _disk_full(err):
+                raise
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise OSError(errno.ENOSPC, f"{self.path}: nothing was written, the disk is full ({err})") from None

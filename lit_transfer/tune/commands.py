@@ -142,7 +142,7 @@ def tune(
     from lit_transfer.io import FolderLock
     from lit_transfer.tune.finetuning import FinetuneEvaluator
     from lit_transfer.tune.methods import MethodContext, method_spec
-    from lit_transfer.tune.record import TrialRecorder, check_own
+    from lit_transfer.tune.record import TrialRecorder, check_own, config_of, reconcile
 
     # everything the run will need is checked before the first trial, not after the budget is spent
     spec = method_spec(method)
@@ -172,11 +172,12 @@ def tune(
         if record_into is not None:
             name = safe_name(task_name or Path(data).resolve().name, "task name")
             recorder = TrialRecorder(record_into, name, features, settings, task_family)
+            reconcile(recorder, context.state_file, lambda key: evaluator.storage.curve(evaluator.name(key)))
 
         def step_done(step: Step) -> None:
             if recorder is not None:  # this process is the only writer of the user's file
                 curve = None if step.status == "failed" else evaluator.storage.curve(evaluator.name(step.config_key))
-                recorder.record(step, tuner, curve)
+                recorder.record(step, config_of(tuner, step.config_key), curve)
             if on_step is not None:
                 on_step(step)
 

@@ -64,9 +64,10 @@ class TrialRecorder:
                 raise MetaDatasetError(f"{path}: task {task!r} is recorded in family {recorded!r}, not {family!r}")
             store.add_task(task, dict(features), family if known is None else recorded)
 
-    def record(self, step: Step, method: TuningMethod, curve: Mapping[str, Any] | None) -> None:
-        """The config of ``step`` as recorded so far: its trial's ``curve.json`` (None for a failed step)."""
-        common = {"task": self.task, "config": config_of(method, step.config_key), "seed": self.settings.seed,
+    def record(self, step: Step, config: Mapping[str, Any], curve: Mapping[str, Any] | None) -> None:
+        """The ``config`` of ``step`` as recorded so far: its trial's ``curve.json`` (None for a failed step).
+        Idempotent: recording a config again replaces its run."""
+        common = {"task": self.task, "config": dict(config), "seed": self.settings.seed,
                   "base_model": self.settings.base_model, "max_epochs": self.settings.max_epochs,
                   "versions": versions()}  # fmt: skip
         if curve is None:
@@ -80,6 +81,22 @@ class TrialRecorder:
             )  # fmt: skip
         with MetaDataset(self.path) as store:
             store.add_run(run)
+
+
+def reconcile(recorder: TrialRecorder, state_file: Path, curve: Any) -> int:
+    """A resumed tuning first records again every config its state holds (``curve(config_key)``: its trial's curve
+    in storage): a step saved in the state whose recording failed (a full disk) is recorded now, not lost. Returns
+    how many configs were recorded."""
+    from lit_transfer.tune.loop import load_state
+
+    if not state_file.exists():
+        return 0
+    state = load_state(state_file)
+    configs = {PipelineConfig(c).key(): c for c, _ in state.method.get("observed", [])}
+    last = {step.config_key: step for step in state.history if step.config_key in configs}
+    for key, step in last.items():
+        recorder.record(step, configs[key], None if step.status == "failed" else curve(key))
+    return len(last)
 
 
 def config_of(method: TuningMethod, key: str) -> dict[str, Any]:
