@@ -10,8 +10,10 @@ Workers stay warm between jobs: the caches of ``lit_transfer.finetune.warm`` liv
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import multiprocessing
 import time
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -52,13 +54,25 @@ class Done:
 
 
 def warm_worker(threads: int) -> None:
-    """Set up a worker process: its torch threads, and no third-party noise."""
+    """Set up a worker process: its torch threads, no third-party noise, and its end with its parent's (Linux):
+    a worker left training after its driver was killed would run on, orphaned, holding what it holds."""
     import torch
 
     from lit_transfer.quiet import silence
 
+    _die_with_parent()
     torch.set_num_threads(threads)
     silence()
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class Executor:
@@ -189,7 +203,10 @@ class ProcessExecutor(Executor):
         self._running: dict[Future, tuple[int, Hashable]] = {}  # future -> (slot, job key)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(1, initializer=warm_worker, initargs=(self.threads,))
+        # forked from a clean server process, not from this one: a worker never inherits what the driver holds
+        # (the output folder's lock), so a killed driver's folder is free again as soon as its workers end
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(1, mp_context=context, initializer=warm_worker, initargs=(self.threads,))
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
         slot = self._free_slot(self._running)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,10 @@ class FolderLock:
                 f"{self.folder}: in use by another process{f' (pid {holder})' if holder else ''}; "
                 f"wait for it to finish or use another folder for {self.what}"
             ) from None
+        previous = _read_pid(self.folder / LOCK_FILE)
+        if previous and previous != str(os.getpid()):  # its holder ended without releasing it: killed
+            print(f"note: {self.folder}: taking over the lock of process {previous}, which ended without releasing "
+                  "it", file=sys.stderr)  # fmt: skip
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -103,6 +108,7 @@ class FolderLock:
         if self._fd is not None:
             # unlock before closing: a forked worker may hold a copy of this descriptor, and closing ours alone
             # would leave the folder locked until that worker exits
+            os.ftruncate(self._fd, 0)  # released cleanly: no holder left to take over from
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

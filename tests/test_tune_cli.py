@@ -251,3 +251,30 @@ def test_a_hard_link_to_a_shipped_file_is_refused_like_the_file(tmp_path, monkey
         record.check_own(link)
     (tmp_path / "other.sqlite").write_bytes(b"experience")  # same bytes, another file: the user's own
     assert record.check_own(tmp_path / "other.sqlite") == (tmp_path / "other.sqlite").resolve()
+
+
+@pytest.mark.slow
+def test_a_killed_tune_with_two_workers_resumes_at_once(metadataset, qa_dir, tmp_path):
+    """SIGKILL the driver of ``tune --workers 2`` (its workers are not signalled): the workers neither hold the
+    folder's lock nor outlive it, so the same command resumes at once, saying whose lock it took over."""
+    out = tmp_path / "tune"
+    args = [
+        "tune", "--data", str(qa_dir), "--budget", "6", "--budget_unit", "epochs", "--metadataset", metadataset,
+        "--out", str(out), "--method", "random", "--candidates", "8", "--workers", "2", "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lit_transfer", *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    state = out / "state.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (state.exists() and load_state(state).history):
+        assert process.poll() is None, process.stderr.read().decode()[-3000:]
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)  # the driver only
+    process.wait()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"taking over the lock of process {process.pid}" in resumed.stderr
+    assert len(load_state(state).history) == 6
