@@ -241,6 +241,39 @@ class ProcessExecutor(Executor):
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+CONNECT_SECONDS = 10.0  # how long a Ray address may take to answer before it is reported unreachable
+
+
+def _reachable(address: str | None) -> None:
+    """A cluster address that does not answer is reported at once, not retried until the user gives up."""
+    if address in (None, "auto", "local"):
+        return
+    import socket
+
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Ray address {address!r}: expected host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise ValueError(f"Ray address {address}: nothing answers there ({err})") from None
+
+
+def _check_resources(nodes: list[dict[str, Any]], num_cpus: float, num_gpus: float, address: str | None) -> None:
+    """A trial must fit on one node of the cluster: one that asks for more CPUs or GPUs than any node has would
+    wait for ever for a place to run."""
+    alive = [node.get("Resources", {}) for node in nodes if node.get("Alive", True)]
+    if any(r.get("CPU", 0.0) >= num_cpus and r.get("GPU", 0.0) >= num_gpus for r in alive):
+        return
+    most_cpus = max((r.get("CPU", 0.0) for r in alive), default=0.0)
+    most_gpus = max((r.get("GPU", 0.0) for r in alive), default=0.0)
+    where = address or "the local Ray instance"
+    raise ValueError(
+        f"each trial asks for {num_cpus:g} CPUs and {num_gpus:g} GPUs, but no node of {where} has that many (at "
+        f"most {most_cpus:g} CPUs and {most_gpus:g} GPUs on one node): lower --num_cpus / --num_gpus"
+    )
+
+
 class RayExecutor(Executor):
     """Ray actors, each reserving ``num_cpus`` and ``num_gpus`` (fractions let small jobs share a GPU) and staying
     warm between jobs. Results come back to this process: the only writer of what it records. An actor that dies
@@ -261,7 +294,14 @@ class RayExecutor(Executor):
         self.ray, self._lost_errors = ray, (RayActorError, WorkerCrashedError)
         self._own = not ray.is_initialized()
         if self._own:
+            _reachable(address)
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            _check_resources(ray.nodes(), num_cpus, num_gpus, address)
+        except ValueError:
+            if self._own:
+                ray.shutdown()  # what was started for nothing does not stay behind
+            raise
         self._worker = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)(_RayWorker)
         self.threads = threads
         self._actors = [self._worker.remote(threads) for _ in range(workers)]

@@ -139,3 +139,29 @@ def test_a_ray_tune_with_two_workers_respects_the_budget_and_resumes(tmp_path, t
     trials = list((tmp_path / "storage" / "trials").glob("*/*"))  # <data fingerprint>/<trial id>
     assert trials and all((t / "curve.json").exists() and (t / "checkpoints" / "last.ckpt").exists() for t in trials)
     assert not (tmp_path / "tune" / "trials").exists()  # trials live in storage, the state in out
+
+
+@pytest.mark.parametrize("asks", [{"num_cpus": 64}, {"num_gpus": 1}])
+def test_a_trial_no_node_can_hold_is_refused_before_anything_waits(asks, local_ray):
+    """64 CPUs, or a GPU, per trial on this 2-CPU instance: an actor that could never be placed waited for ever."""
+    with pytest.raises(ValueError, match=r"no node of the local Ray instance has that many .*lower --num_cpus"):
+        RayExecutor(1, **asks)
+
+
+def test_an_address_that_does_not_answer_is_one_line_in_seconds(tmp_path, qa_dir):
+    """``--address 127.0.0.1:1``: nothing listens there; Ray retried until killed. Now: exit 2 with one line, and no
+    Ray process left behind."""
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "lit_transfer", "tune", "--data", str(qa_dir), "--budget", "1", "--budget_unit",
+         "epochs", "--out", str(tmp_path / "out"), "--executor", "ray", "--address", f"{LOOPBACK}:1"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        f"error: Ray address {LOOPBACK}:1: nothing answers there ([Errno 111] Connection refused)"
+    ]
+    assert time.perf_counter() - start < 60
