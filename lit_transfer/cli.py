@@ -266,11 +266,11 @@ def tune(
         writers[0].add_scalar("tune/incumbent", step.incumbent, global_step=round(step.spent))
         writers[0].add_scalar("tune/value", step.value, global_step=round(step.spent))
         writers[0].flush()
-        print(
-            f"spent {step.spent:8.1f} {budget_unit} | trial {trial_id(step.config_key)} epoch {step.fidelity} | "
-            f"val/acc {step.value:.3f} (best {step.incumbent:.3f}) | step {step.seconds:.1f} s",
-            flush=True,
-        )
+        where = f"spent {step.spent:8.1f} {budget_unit} | trial {trial_id(step.config_key)} epoch {step.fidelity}"
+        if step.status == "failed":  # a step that did not run scores nothing: say so, and why
+            print(f"{where} | failed: {step.message} (best {step.incumbent:.3f})", flush=True)
+            return
+        print(f"{where} | val/acc {step.value:.3f} (best {step.incumbent:.3f}) | step {step.seconds:.1f} s", flush=True)
 
     amount = parse_duration(budget) if budget_unit == "seconds" else float(budget)
     try:

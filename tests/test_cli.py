@@ -181,3 +181,20 @@ def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(where, tmp_path
     assert not marker.exists()
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: not a checkpoint of plain weights"), lines
+
+
+def test_a_failed_step_is_printed_as_failed_with_its_reason(tmp_path, monkeypatch, capsys):
+    """A step whose worker was lost twice scored nothing: the progress line says it failed and why, not
+    'val/acc 0.000 ... step 0.0 s' as if it had run."""
+    from lit_transfer import cli
+    from lit_transfer.tune import commands
+    from lit_transfer.tune.loop import Step
+
+    def fake_tune(*args, on_step=None, **kwargs):
+        on_step(Step("k", 2, 0.0, 0.0, 3.0, 0.41, 5.0, status="failed", message="its worker was lost, twice"))
+        return {"method": "transfer", "steps": 1, "spent": 3.0, "config": None}
+
+    monkeypatch.setattr(commands, "tune", fake_tune)
+    cli.tune(str(tmp_path), 3, budget_unit="epochs", out=str(tmp_path / "out"))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "epoch 2" in line]
+    assert len(lines) == 1 and lines[0].endswith("| failed: its worker was lost, twice (best 0.410)")

@@ -205,3 +205,42 @@ def test_ties_on_accuracy_are_broken_by_validation_loss(tmp_path, tiny_model, qa
     losses = [p["metrics"]["val/loss"] for p in epochs]
     best = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert best["epoch"] == losses.index(min(losses)) and losses.index(min(losses)) > 0
+
+
+def test_a_checkpoint_the_disk_cannot_hold_leaves_nothing_behind_and_names_the_file(tmp_path):
+    """The disk fills while a checkpoint is written: the half-written temporary file is removed and the error says
+    which checkpoint could not be saved (it used to say only [Errno 28])."""
+    import errno
+    from types import SimpleNamespace
+
+    def save_checkpoint(path, weights_only=False):
+        with open(path, "wb") as f:
+            f.write(b"\0" * 1000)  # part of it made it to disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    trainer = SimpleNamespace(save_checkpoint=save_checkpoint, is_global_zero=True, global_step=3, loggers=[])
+    callback = AdapterCheckpoint(dirpath=str(tmp_path), monitor="val/acc")
+    target = tmp_path / "best.ckpt"
+    with pytest.raises(OSError, match=r"best.ckpt: cannot save the checkpoint \(No space left on device\)") as raised:
+        callback._save_checkpoint(trainer, str(target))
+    assert raised.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # no best.ckpt.*.tmp
+
+
+def test_a_meta_dataset_the_disk_cannot_hold_leaves_nothing_behind(tmp_path, monkeypatch):
+    import errno
+    import sqlite3
+
+    from lit_transfer.metadataset.store import MetaDataset
+
+    real = sqlite3.connect
+
+    def full(path, *args, **kwargs):
+        conn = real(path, *args, **kwargs)
+        conn.execute("PRAGMA max_page_count = 1")  # no room for the schema
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", full)
+    with pytest.raises(OSError, match=r"own.sqlite: cannot create it, the disk is full") as raised:
+        MetaDataset(tmp_path / "own.sqlite", create=True)
+    assert raised.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []

@@ -140,10 +140,17 @@ class AdapterCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         tmp = f"{filepath}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"  # unique: never shared with another writer
-        super()._save_checkpoint(trainer, tmp)
-        if trainer.is_global_zero:
-            commit_file(tmp, filepath)  # durable before it replaces the previous checkpoint
-            save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath), self._adapter_state)
+        try:
+            super()._save_checkpoint(trainer, tmp)
+            if trainer.is_global_zero:
+                commit_file(tmp, filepath)  # durable before it replaces the previous checkpoint
+                save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath), self._adapter_state)
+        except OSError as err:  # a full disk: no half-written file stays behind, and the error names the file
+            Path(tmp).unlink(missing_ok=True)
+            raise OSError(err.errno, f"{filepath}: cannot save the checkpoint ({err.strerror or err})") from err
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         self._last_checkpoint_saved = filepath
         trainer.strategy.barrier("adapter_checkpoint")
 

@@ -139,14 +139,23 @@ class MetaDataset:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_path(self.path)
         tmp.unlink()  # SQLite creates the file itself
-        conn = sqlite3.connect(tmp, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            version = f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {version} COMMIT;")
-        finally:
-            conn.close()
-        os.replace(tmp, self.path)
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                version = f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} {version} COMMIT;")
+            finally:
+                conn.close()
+            os.replace(tmp, self.path)
+        except (sqlite3.Error, OSError) as err:  # a full disk: nothing half-made stays behind
+            for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                leftover.unlink(missing_ok=True)
+            if _disk_full(err):
+                raise OSError(errno.ENOSPC, f"{self.path}: cannot create it, the disk is full ({err})") from None
+            if isinstance(err, OSError):
+                raise OSError(err.errno, f"{self.path}: cannot create it ({err.strerror or err})") from None
+            raise MetaDatasetError(f"{self.path}: cannot create it ({err})") from None
 
     def _check(self) -> None:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
