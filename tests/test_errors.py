@@ -86,6 +86,8 @@ CASES = {
                        "train.jsonl:2: field 'question' holds an invalid character"),
     "huge-line": (lambda w, t: tune(w, _good(t, "d", validation=[{"question": "q", "answer": "a" * 2_000_000}])),
                   "validation.jsonl:1: line of 2,000,0"),
+    "answer-too-long": (lambda w, t: tune(w, _good(t, "d", train=[GOOD, {"question": "q", "answer": "x " * 500_000}])),
+                        "train.jsonl:2 'q': answer has"),
     "invalid-json": (lambda w, t: tune(w, _good(t, "d", train=[GOOD, GOOD, "{oops"])), "train.jsonl:3: invalid JSON"),
     "missing-answer": (lambda w, t: tune(w, _good(t, "d", test=[{"question": "q"}])),
                        "test.jsonl:1: missing field 'answer'"),
@@ -145,12 +147,28 @@ CASES = {
                                 "tune.yaml: Subcommand 'tune' does not accept option 'budgte'"),
     "tune-out-is-a-file": (lambda w, t: tune(w, _good(t, "d"), "--out", str(w["root"] / "a-file.txt")),
                            "a-file.txt: a file, not a folder"),
+    # storage whose backend is not installed (s3fs is not a dependency)
+    "storage-backend-missing": (lambda w, t: tune(w, _good(t, "d"), "--method", "default", "--out", str(t / "o"),
+                                                  "--storage", "s3://bucket/tune"),
+                                "--storage s3://bucket/tune: Install s3fs to access S3"),
+    # a damaged row of a store names the file and the run
+    "store-bad-curve-row": (lambda w, t: ["metadata", "summary", _damaged_row(w, t)],
+                            "bad.sqlite: run 1, curve point 0: not valid JSON"),
     # a task name becomes a folder: it cannot leave tasks_dir (nor be absolute)
     "build-task-escapes": (lambda w, t: ["metadata", "build", "--config", _plan(t, "../../ESCAPED_build")],
                            "task name '../../ESCAPED_build' cannot be used as a file name"),
     "build-task-absolute": (lambda w, t: ["metadata", "build", "--config", _plan(t, "/tmp/ESCAPED_abs")],
                             "task name '/tmp/ESCAPED_abs' cannot be used as a file name"),
 }  # fmt: skip
+
+
+def _damaged_row(w, folder) -> str:
+    """A copy of the world's store whose first curve point is not JSON."""
+    path = folder / "bad.sqlite"
+    shutil.copy(w["meta"], path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE curves SET metrics='{bad' WHERE run_id=1 AND fidelity=0")
+    return str(path)
 
 
 def _yaml(folder, content: dict) -> str:

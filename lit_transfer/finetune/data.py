@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,21 +36,22 @@ class QAExample:
     answer: str
     context: str | None = None
     id: str | None = None
+    where: str | None = field(default=None, compare=False)  # its file and line, for messages about it
 
 
 def _example(record: object, where: str) -> QAExample:
     if not isinstance(record, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    for field in ("question", "answer"):
-        if field not in record:
-            raise DatasetError(f"{where}: missing field {field!r}")
-        if not isinstance(record[field], str) or not record[field].strip():
-            raise DatasetError(f"{where}: field {field!r} must be a non-empty string")
+    for name in ("question", "answer"):
+        if name not in record:
+            raise DatasetError(f"{where}: missing field {name!r}")
+        if not isinstance(record[name], str) or not record[name].strip():
+            raise DatasetError(f"{where}: field {name!r} must be a non-empty string")
     context = record.get("context")
     if context is not None and not isinstance(context, str):
         raise DatasetError(f"{where}: field 'context' must be a string")
     ident = record.get("id")
-    return QAExample(record["question"], record["answer"], context, None if ident is None else str(ident))
+    return QAExample(record["question"], record["answer"], context, None if ident is None else str(ident), where)
 
 
 MAX_LINE_BYTES = 1 << 20  # one example; checked before parsing, so a huge line costs neither memory nor time
@@ -184,7 +185,8 @@ def encode(example: QAExample, formatter: PromptFormatter, max_length: int) -> d
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     if len(answer_ids) >= max_length:
         raise DatasetError(
-            f"example {example.id or example.question[:40]!r}: answer has {len(answer_ids)} tokens, "
+            f"{example.where or 'example'} {example.id or example.question[:40]!r}: answer has {len(answer_ids)} "
+            "tokens, "
             f"max_length is {max_length}"
         )
     prompt_ids = prompt_ids[-(max_length - len(answer_ids)) :]

@@ -248,7 +248,8 @@ class MetaDataset:
             )
 
     def tasks(self) -> dict[str, dict[str, float]]:
-        return {t: json.loads(f) for t, f in self.conn.execute("SELECT task, features FROM tasks ORDER BY task")}
+        rows = self.conn.execute("SELECT task, features FROM tasks ORDER BY task")
+        return {t: self._json(f, f"task {t}, meta-features") for t, f in rows}
 
     def families(self) -> dict[str, str]:
         """Each task's family."""
@@ -347,18 +348,32 @@ class MetaDataset:
             raise
         return path
 
+    def _read(self, query: Any) -> Any:
+        """Run a read; a malformed file is named, not a traceback."""
+        try:
+            return query()
+        except sqlite3.DatabaseError as err:
+            raise MetaDatasetError(f"{self.path}: cannot be read ({err})") from None
+
+    def _json(self, text: str, where: str) -> Any:
+        """A JSON column; a damaged one is named (file, run or task, column), not a bare JSON message."""
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError) as err:
+            raise MetaDatasetError(f"{self.path}: {where}: not valid JSON ({err})") from None
+
     def runs(self, task: str | None = None) -> Iterator[RunRecord]:
         query = "SELECT * FROM runs" + (" WHERE task=?" if task else "") + " ORDER BY run_id"
         self.conn.row_factory = sqlite3.Row
         try:
-            rows = self.conn.execute(query, (task,) if task else ()).fetchall()
+            rows = self._read(lambda: self.conn.execute(query, (task,) if task else ()).fetchall())
             points: dict[int, list[dict[str, Any]]] = {}
-            for p in self.conn.execute("SELECT * FROM curves ORDER BY run_id, fidelity"):
+            for p in self._read(lambda: self.conn.execute("SELECT * FROM curves ORDER BY run_id, fidelity").fetchall()):
                 points.setdefault(p["run_id"], []).append(
                     {
                         "fidelity": p["fidelity"],
                         "step": p["step"],
-                        "metrics": json.loads(p["metrics"]),
+                        "metrics": self._json(p["metrics"], f"run {p['run_id']}, curve point {p['fidelity']:g}"),
                         "seconds": p["seconds"],
                         "tokens": p["tokens"],
                     }
@@ -368,7 +383,7 @@ class MetaDataset:
         for r in rows:
             yield RunRecord(
                 task=r["task"],
-                config=json.loads(r["config"]),
+                config=self._json(r["config"], f"run {r['run_id']} ({r['task']}), config"),
                 seed=r["seed"],
                 base_model=r["base_model"],
                 max_epochs=r["max_epochs"],
@@ -378,7 +393,7 @@ class MetaDataset:
                 seconds=r["seconds"],
                 tokens=r["tokens"],
                 device=r["device"],
-                versions=json.loads(r["versions"]),
+                versions=self._json(r["versions"], f"run {r['run_id']} ({r['task']}), versions"),
                 run_id=r["run_id"],
             )
 

@@ -33,7 +33,11 @@ class TrialStorage:
         if self.remote:
             import fsspec
 
-            self.fs, self.root = fsspec.core.url_to_fs(self.storage)
+            try:
+                self.fs, self.root = fsspec.core.url_to_fs(self.storage)
+            except (ImportError, ValueError) as err:  # e.g. s3:// without s3fs installed
+                message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"--storage {self.storage}: {message}") from None
             digest = hashlib.sha1(self.storage.encode()).hexdigest()[:12]
             self.cache = Path(cache or Path(tempfile.gettempdir()) / "lit_transfer-trials" / digest)
         else:
