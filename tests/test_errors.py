@@ -13,7 +13,7 @@ from conftest import write_synthetic_metadataset
 
 from lit_transfer import cli
 from lit_transfer.io import FolderLock
-from lit_transfer.resources import CONFIGS
+from lit_transfer.resources import ASSETS, CONFIGS
 
 GOOD = {"question": "What is 1 plus 1?", "answer": "2"}
 
@@ -147,6 +147,15 @@ CASES = {
                                 "tune.yaml: Subcommand 'tune' does not accept option 'budgte'"),
     "tune-out-is-a-file": (lambda w, t: tune(w, _good(t, "d"), "--out", str(w["root"] / "a-file.txt")),
                            "a-file.txt: a file, not a folder"),
+    # workers, and the user's own experience
+    "workers-zero": (lambda w, t: tune(w, _good(t, "d"), "--method", "default", "--workers", "0"),
+                     "workers must be >= 1"),
+    "record-into-shipped": (lambda w, t: tune(w, _good(t, "d"), "--method", "default", "--record_into",
+                                              str(ASSETS / "metadata" / "v2.sqlite")),
+                            "the shipped experience is never written"),
+    "record-into-a-folder": (lambda w, t: tune(w, _good(t, "d"), "--method", "default", "--out", str(t / "o"),
+                                               "--record_into", str(t)),
+                             "a folder, not a meta-dataset file"),
     # storage whose backend is not installed (s3fs is not a dependency)
     "storage-backend-missing": (lambda w, t: tune(w, _good(t, "d"), "--method", "default", "--out", str(t / "o"),
                                                   "--storage", "s3://bucket/tune"),
