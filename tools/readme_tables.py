@@ -25,11 +25,18 @@ def _json(path: str) -> dict:
     return json.loads((ASSETS / path).read_text())
 
 
+def _references(folder: str) -> dict:
+    """The reference rows of an evaluation (``references.json``), if it recorded them."""
+    path = ASSETS / folder / "references.json"
+    found = json.loads(path.read_text()) if path.exists() else {}
+    return {name: row for name, row in found.items() if name != "neighbours"}
+
+
 def evaluate_loto() -> str:
     """Leave-one-task-out on experience v2 (``configs/evaluate/loto.yaml``, recorded in assets/evaluate/loto/)."""
     from lit_transfer.evaluation.tuning import format_table
 
-    return format_table(_json("evaluate/loto/summary.json"))
+    return format_table(_json("evaluate/loto/summary.json"), _references("evaluate/loto"))
 
 
 def evaluate_lofo() -> str:
@@ -49,6 +56,12 @@ def evaluate_lofo() -> str:
         ]
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {row[fractions[0]]['rank']:.2f} "
                      f"| {row[fractions[-1]]['rank']:.2f} |")  # fmt: skip
+    for reference, row in _references("evaluate/lofo").items():  # the held-out task's own results: not ranked
+        cells = [
+            f"{row[f]['normalized_regret']:.3f} [{row[f]['regret_ci95'][0]:.3f}, {row[f]['regret_ci95'][1]:.3f}]"
+            for f in fractions
+        ]
+        lines.append(f"| {reference} (reference) | " + " | ".join(cells) + " | – | – |")
     lines += [
         "",
         "| Transfer against | " + " | ".join(f"p @{float(f):g}: tasks / pairs" for f in fractions) + " |",
@@ -190,6 +203,30 @@ def surrogate_lofo_v2() -> str:
         f"| tasks where top-1 ≥ portfolio's | {r['top1_at_least_portfolio_share']:.3f} | goal ≥ 0.6 |",
         f"| cost error (mean absolute, as a fraction) | {r['cost_mape']:.3f} | |",
     ]
+    if "tau_unobserved" in r:  # what the task's own epochs do to the configs it has not run
+        lines += [
+            "",
+            "| portfolio's first n configs run k epochs each (n,k) | tau of the configs not run | zero-shot tau, same "
+            "configs | shared ones: surrogate | shared ones: per-config mean | coverage 95% after |",
+            "|---|---|---|---|---|---|",
+        ]
+        for setting in r["tau_unobserved"]:
+            lines.append(
+                f"| {setting} | {cell(r['tau_unobserved'][setting])} | {cell(r['tau_unobserved_zero_shot'][setting])} "
+                f"| {cell(r['tau_unobserved_shared'][setting])} | {cell(r['tau_unobserved_mean_config'][setting])} "
+                f"| {cell(r['coverage_95_after'][setting])} |"
+            )
+        per_family = r["coverage_95_per_family"]
+        lines += [
+            "",
+            *textwrap.wrap(
+                "Coverage of the 95% intervals per held-out family, before any observation / after the portfolio's "
+                "first 3 configs ran 3 epochs each: "
+                + "; ".join(f"{f} {v['before']:.3f} / {v['after']:.3f}" for f, v in per_family.items())
+                + ".",
+                116,
+            ),
+        ]
     return "\n".join(lines)
 
 
