@@ -146,3 +146,16 @@ def test_what_the_task_shows_reweighs_the_remembered_tasks_and_reranks_the_confi
     likelihood = memory.log_likelihood(memory.per_task(sums, counts), torch.tensor([0.2]), torch.tensor([1]))
     unmoved, _, _ = memory(queries, new_task, memory.tasks, new_task, log_likelihood=likelihood)
     torch.testing.assert_close(unmoved, before)
+
+
+def test_reweighing_must_rank_clearly_better_to_be_chosen(monkeypatch):
+    """A finite scale is chosen only when it ranks better than no reweighing by LIKELIHOOD_MARGIN (a gain within
+    the noise of a few held-out families once cost a held-out task dearly)."""
+    from lit_transfer.surrogate import experience
+
+    memory = _two_kinds()
+    gains = memory.choose_likelihood(lambda t: t, tau)
+    gain = max(gains.values()) - gains[math.inf]
+    monkeypatch.setattr(experience, "LIKELIHOOD_MARGIN", gain + 0.01)
+    memory.choose_likelihood(lambda t: t, tau)
+    assert float(memory.likelihood_scale) == math.inf
