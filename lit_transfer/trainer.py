@@ -18,6 +18,8 @@ from typing import Any
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
+import lit_transfer.finetune.strategies  # noqa: F401  (registers ddp_adapter and fsdp_adapter for configs)
+
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}},
 }

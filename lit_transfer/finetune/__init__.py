@@ -44,4 +44,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # whoever uses the finetuning core may name its strategies by string (``strategy: ddp_adapter``): registered
+    importlib.import_module(f"{__name__}.strategies")
     return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
