@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base_model", default=str(ROOT / "assets/models/world-phi3-v2"))
     parser.add_argument("--suite", default="v2")
-    parser.add_argument("--task", default="yes_no-l1-n64")
+    parser.add_argument("--task", default="entity_type-l1-n64", help="a task of --suite (the smallest v2 ones: n64)")
     parser.add_argument("--runs", type=int, default=8, help="build runs of each kind")
     parser.add_argument("--steps", type=int, default=16, help="tune steps of each kind")
     parser.add_argument("--trials", type=int, default=4, help="configs the tune steps go round")
