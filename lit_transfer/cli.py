@@ -445,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
         if argv[0] in TRAINER_COMMANDS:
             run_trainer_command(None if from_command_line else argv)
         else:
-            if not {"-h", "--help"} & set(argv):  # a command that runs: Lightning, once imported, is quieted again
+            trains = argv[:2] not in (["metadata", "tasks"], ["metadata", "summary"])  # these never load Lightning
+            if trains and not {"-h", "--help"} & set(argv):  # Lightning, once imported, is quieted again
                 import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO)
 
                 silence()
