@@ -10,12 +10,12 @@ from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
 from lit_transfer.metadataset.summary import final_score
 
 
-def portfolio(
-    path: str, exclude: str | Sequence[str] = (), metric: str = "val/acc", size: int | None = None
-) -> list[dict[str, Any]]:
-    """The shared configs (those every task but the ``exclude`` ones ran) ranked by their mean final metric over
-    those tasks, best first. A config only one task ran (its own) has one result, not an average, and on a new
-    task it would be a guess: the portfolio knows what did well across tasks, nothing more."""
+def shared_finals(
+    path: str, exclude: str | Sequence[str] = (), metric: str = "val/acc"
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]]]:
+    """The final ``metric`` of every shared config (one every task but the ``exclude`` ones ran) on each of those
+    tasks, by config key, and the configs themselves. A config only one task ran (its own) is left out: on a new
+    task it would be a guess."""
     excluded = {exclude} if isinstance(exclude, str) else set(exclude)
     scores: dict[str, dict[str, float]] = {}
     configs: dict[str, dict[str, Any]] = {}
@@ -25,8 +25,17 @@ def portfolio(
                 scores.setdefault(run.config_key, {})[run.task] = final_score(run, metric)
                 configs[run.config_key] = dict(run.config)
     tasks = {task for by_task in scores.values() for task in by_task}  # those with runs
-    shared = [k for k in scores if len(scores[k]) == len(tasks)]
+    shared = {k: by_task for k, by_task in scores.items() if len(by_task) == len(tasks)}
     if not shared:
-        raise MetaDatasetError(f"{path}: no config was run on every task, so there is no portfolio to rank")
-    ranked = sorted(shared, key=lambda k: (statistics.mean(scores[k].values()), k), reverse=True)
+        raise MetaDatasetError(f"{path}: no config was run on every task, so there is no portfolio")
+    return shared, {k: configs[k] for k in shared}
+
+
+def portfolio(
+    path: str, exclude: str | Sequence[str] = (), metric: str = "val/acc", size: int | None = None
+) -> list[dict[str, Any]]:
+    """The shared configs (``shared_finals``) ranked by their mean final metric over those tasks, best first: the
+    portfolio knows what did well across tasks, nothing more."""
+    scores, configs = shared_finals(path, exclude, metric)
+    ranked = sorted(scores, key=lambda k: (statistics.mean(scores[k].values()), k), reverse=True)
     return [configs[k] for k in ranked[:size]]

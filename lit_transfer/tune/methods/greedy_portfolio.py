@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError
-from lit_transfer.metadataset.summary import final_score
+from lit_transfer.metadataset.portfolio import shared_finals
 from lit_transfer.tune.methods.baselines import Portfolio
 from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
@@ -41,21 +40,12 @@ def greedy_order(regret: np.ndarray, keys: Sequence[str]) -> list[int]:
 def greedy_portfolio(
     path: str, exclude: str | Sequence[str] = (), metric: str = "val/acc", size: int | None = None
 ) -> list[dict[str, Any]]:
-    """The shared configs (those every task but the ``exclude`` ones ran) in greedy set-cover order over those
-    tasks. A task's regret of a config is (its best final - the config's final) / (its best - its worst final),
-    the normalized regret the evaluation reports, so every task counts alike."""
-    excluded = {exclude} if isinstance(exclude, str) else set(exclude)
-    scores: dict[str, dict[str, float]] = {}
-    configs: dict[str, dict[str, Any]] = {}
-    with MetaDataset(path) as store:
-        for run in store.runs():
-            if run.task not in excluded:
-                scores.setdefault(run.config_key, {})[run.task] = final_score(run, metric)
-                configs[run.config_key] = dict(run.config)
-    tasks = sorted({task for by_task in scores.values() for task in by_task})
-    keys = sorted(k for k in scores if len(scores[k]) == len(tasks))
-    if not keys:
-        raise MetaDatasetError(f"{path}: no config was run on every task, so there is no portfolio to build")
+    """The shared configs (``shared_finals``: those every task but the ``exclude`` ones ran) in greedy set-cover
+    order over those tasks. A task's regret of a config is (its best final - the config's final) / (its best - its
+    worst final), the normalized regret the evaluation reports, so every task counts alike."""
+    scores, configs = shared_finals(path, exclude, metric)
+    keys = sorted(scores)
+    tasks = sorted(scores[keys[0]])
     finals = np.array([[scores[k][t] for t in tasks] for k in keys])
     spread = finals.max(axis=0) - finals.min(axis=0)
     regret = (finals.max(axis=0) - finals) / np.where(spread > 0, spread, 1.0)
