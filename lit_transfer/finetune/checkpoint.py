@@ -145,11 +145,10 @@ class AdapterCheckpoint(ModelCheckpoint):
             if trainer.is_global_zero:
                 commit_file(tmp, filepath)  # durable before it replaces the previous checkpoint
                 save_adapter_atomic(trainer.lightning_module.model, adapter_dir(filepath), self._adapter_state)
-        except OSError as err:  # a full disk: no half-written file stays behind, and the error names the file
+        except BaseException as err:  # no half-written file stays behind; a full disk names the file
             Path(tmp).unlink(missing_ok=True)
-            raise OSError(err.errno, f"{filepath}: cannot save the checkpoint ({err.strerror or err})") from err
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if isinstance(err, OSError):
+                raise OSError(err.errno, f"{filepath}: cannot save the checkpoint ({err.strerror or err})") from err
             raise
         self._last_checkpoint_saved = filepath
         trainer.strategy.barrier("adapter_checkpoint")

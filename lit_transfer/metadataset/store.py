@@ -109,6 +109,7 @@ class MetaDataset:
 
     def __init__(self, path: str | Path, create: bool = False, readonly: bool | None = None) -> None:
         self.path = Path(path)
+        self._checked = False  # its integrity, before the first write through this connection
         if self.path.is_dir():
             raise MetaDatasetError(f"{self.path}: a folder, not a meta-dataset file (give the .sqlite file)")
         if not self.path.exists():
@@ -173,7 +174,7 @@ class MetaDataset:
         """Before the first write through this connection: a damaged file is refused (an index that no longer
         matches its table lets a run recorded once be missed and stored twice), then a version 1 file is
         migrated."""
-        if not getattr(self, "_checked", False):
+        if not self._checked:
             try:
                 problems = [row[0] for row in self.conn.execute("PRAGMA integrity_check(3)").fetchall()]
             except sqlite3.DatabaseError as err:

@@ -134,10 +134,11 @@ class FinetuneEvaluator:
         return points
 
     def tested_epoch(self, config: dict[str, Any]) -> int:
-        """The epoch (1-based) whose checkpoint ``test`` tests: the config's best by the tuned metric."""
+        """The epoch (1-based) whose checkpoint ``test`` tested: the config's best by the tuned metric (read from the
+        trial's folder as ``test`` brought it up to date, not fetched from storage again)."""
         import torch
 
-        best = self.storage.pull(self.name(PipelineConfig(dict(config)).key())) / "checkpoints" / "best.ckpt"
+        best = self.folder(config) / "checkpoints" / "best.ckpt"
         try:
             return int(torch.load(best, map_location="cpu", weights_only=True)["epoch"]) + 1
         except Exception as err:
