@@ -148,8 +148,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
     summary = {
         method: {
             str(f): {
-                "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(rows, method, f)),
-                "regret_ci95": bootstrap_ci(task_means(_at(rows, method, f))),  # tasks, not seed copies
+                **_regret(_at(rows, method, f)),
                 "rank": statistics.mean(r["rank"] for r in _at(rows, method, f)),
                 "regret_seed_sd": seed_spread(rows, method, f) if len(seeds[method]) > 1 else None,
             }
@@ -158,14 +157,7 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
         for method in names
     }
     references = {
-        reference: {
-            str(f): {
-                "normalized_regret": statistics.mean(r["normalized_regret"] for r in _at(reference_rows, reference, f)),
-                "regret_ci95": bootstrap_ci(task_means(_at(reference_rows, reference, f))),
-                "tasks": len(_at(reference_rows, reference, f)),
-            }
-            for f in FRACTIONS
-        }
+        reference: {str(f): _regret(_at(reference_rows, reference, f), count_tasks=True) for f in FRACTIONS}
         for reference in REFERENCES
         if _at(reference_rows, reference, 1.0)
     }
@@ -180,6 +172,16 @@ def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) 
         parallel = parallel_summary(histories, scales, names, seeds, plan.workers)
         write_atomic(out / "parallel.json", json.dumps(parallel, indent=2))
     return summary
+
+
+def _regret(rows: list[dict[str, Any]], count_tasks: bool = False) -> dict[str, Any]:
+    """The mean normalized regret of ``rows`` and its 95% bootstrap interval over tasks (not over seed copies);
+    with ``count_tasks``, how many rows (a reference has one per task) it is over."""
+    entry = {
+        "normalized_regret": statistics.mean(r["normalized_regret"] for r in rows),
+        "regret_ci95": bootstrap_ci(task_means(rows)),
+    }
+    return {**entry, "tasks": len(rows)} if count_tasks else entry
 
 
 def _check_seeded(state: Path, spec: MethodSpec) -> None:
