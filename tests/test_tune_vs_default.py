@@ -17,7 +17,7 @@ def test_methods_get_the_same_epoch_budget_on_a_held_out_family(tmp_path, capsys
     tool = load_tool("tune_vs_default")
     out, record = tmp_path / "out", tmp_path / "result.json"
     argv = [
-        "--tasks", "yes_no", "--suite", "v1", "--seed", "1", "--budget", "2", "--holdout", "family",
+        "--tasks", "yes_no", "--suite", "v1", "--seeds", "1", "--budget", "2", "--holdout", "family",
         "--out", str(out), "--record", str(record), "--perf_config", short_recipe(tmp_path, "performance", 1),
         "--cost_config", short_recipe(tmp_path, "cost", 5), "--metadataset", MICRO,
     ]  # fmt: skip
@@ -41,4 +41,4 @@ def test_methods_get_the_same_epoch_budget_on_a_held_out_family(tmp_path, capsys
     tool.main(argv)  # every method resumes from its finished result: nothing runs again
     assert json.loads(record.read_text()) == summary
     with pytest.raises(ValueError, match="seed 0"):
-        tool.compare(["yes_no"], "v1", 0, 2, out, MICRO)
+        tool.compare(["yes_no"], "v1", [1, 0], 2, out, MICRO)
