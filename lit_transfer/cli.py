@@ -79,6 +79,39 @@ def metadata_summary(
     print("checks: " + ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in summary["checks"].items()))
 
 
+def metadata_copy(out: str, metadataset: str = SHIPPED_METADATASET, without_families: list[str] | None = None) -> None:
+    """Copy a meta-dataset, leaving out whole families of tasks: the experience of someone who never met that kind
+    of task. Then ``surrogate train --metadataset OUT`` meta-trains surrogates on it, and ``suggest``/``tune
+    --metadataset OUT`` treat a task of a left-out family as new, as ``evaluate --holdout family`` does.
+
+    Args:
+        out: the new meta-dataset file (if it exists, it is kept when it is this very copy, else refused).
+        metadataset: the meta-dataset to copy (default: the shipped one).
+        without_families: families whose tasks and runs are left out, e.g. ``--without_families [entity_type]``.
+    """
+    from pathlib import Path
+
+    from lit_transfer.metadataset.store import MetaDataset
+
+    with MetaDataset(resolve(metadataset)) as store:
+        families = store.families()
+        unknown = sorted(set(without_families or ()) - set(families.values()))
+        if unknown:
+            raise ValueError(
+                f"{store.path}: no family {', '.join(unknown)}; it has {', '.join(sorted(set(families.values())))}"
+            )
+        left = [task for task, family in families.items() if family in set(without_families or ())]
+        if Path(out).exists():  # a rerun keeps the copy it made; anything else there is not overwritten
+            with MetaDataset(out) as there:
+                if set(there.tasks()) != set(families) - set(left):
+                    raise ValueError(f"{out}: already exists and holds other tasks; remove it or choose another --out")
+            print(f"{out}: kept (the same copy)")
+            return
+        store.copy_without(left, out)
+    with MetaDataset(out) as copy:
+        print(f"{out}: {len(copy.tasks())} tasks, {len(copy)} runs ({len(left)} tasks left out)")
+
+
 def _summary_args(argv: list[str]) -> list[str]:
     """Accept ``metadata summary [PATH] [--json]`` as well as jsonargparse's ``--metadataset P --json true``."""
     out = argv[:2]
@@ -312,7 +345,12 @@ def evaluate(plan: EvaluationPlan) -> None:
 
 
 COMMANDS = {
-    "metadata": {"build": metadata_build, "tasks": metadata_tasks, "summary": metadata_summary},
+    "metadata": {
+        "build": metadata_build,
+        "tasks": metadata_tasks,
+        "summary": metadata_summary,
+        "copy": metadata_copy,
+    },
     "surrogate": {"train": surrogate_train, "evaluate": surrogate_evaluate},
     "suggest": suggest,
     "tune": tune,
@@ -323,7 +361,9 @@ COMMANDS = {
 USAGE = """usage: {prog} COMMAND ...
 
   fit | validate | test             a Lightning Trainer run from a YAML config (--help for its options)
-  metadata build | tasks | summary   build a meta-dataset, write the QA tasks, summarise a meta-dataset
+  metadata build | tasks | summary | copy
+                                     build a meta-dataset, write the QA tasks, summarise a meta-dataset, copy one
+                                     without some families
   surrogate train | evaluate         meta-train the surrogates on a meta-dataset; their quality on held-out tasks
   suggest --data DIR --top K         configs for a new dataset from the meta-learned surrogates
   tune --config configs/tune/transfer.yaml --data DIR --budget SECONDS
@@ -445,7 +485,11 @@ def main(argv: list[str] | None = None) -> None:
         if argv[0] in TRAINER_COMMANDS:
             run_trainer_command(None if from_command_line else argv)
         else:
-            trains = argv[:2] not in (["metadata", "tasks"], ["metadata", "summary"])  # these never load Lightning
+            trains = argv[:2] not in (
+                ["metadata", "tasks"],
+                ["metadata", "summary"],
+                ["metadata", "copy"],
+            )  # these never load Lightning
             if trains and not {"-h", "--help"} & set(argv):  # Lightning, once imported, is quieted again
                 import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO)
 
