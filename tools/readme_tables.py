@@ -1,7 +1,7 @@
 """The README's tables, generated from the result files in ``assets/`` — never typed by hand.
 
-Each table sits between ``<!-- table: NAME -->`` and ``<!-- end table -->`` in README.md. ``--write`` regenerates
-them all in place; ``tests/test_readme.py`` fails when the README no longer matches its files.
+Each table sits between ``<!-- table: NAME -->`` and ``<!-- end table -->`` in README.md or docs/results.md.
+``--write`` regenerates them all in place; ``tests/test_readme.py`` fails when a page no longer matches its files.
 
     python tools/readme_tables.py --write
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"
-README = ROOT / "README.md"
+PAGES = (ROOT / "README.md", ROOT / "docs" / "results.md")
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
 
@@ -304,14 +304,15 @@ def rendered(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help="rewrite README.md's tables in place")
+    parser.add_argument("--write", action="store_true", help="rewrite the pages' tables in place")
     args = parser.parse_args()
-    text = README.read_text()
-    new = rendered(text)
-    if args.write:
-        README.write_text(new)
-    state = "up to date" if new == text else "rewritten" if args.write else "out of date (run with --write)"
-    print(f"{len(blocks(text))} tables, {state}")
+    for page in PAGES:
+        text = page.read_text()
+        new = rendered(text)
+        if args.write:
+            page.write_text(new)
+        state = "up to date" if new == text else "rewritten" if args.write else "out of date (run with --write)"
+        print(f"{page.relative_to(ROOT)}: {len(blocks(text))} tables, {state}")
 
 
 if __name__ == "__main__":
