@@ -1,7 +1,9 @@
-"""Command line: LightningCLI for the Trainer commands (fit/validate/test), jsonargparse for the rest.
+"""Command line: one jsonargparse tree of commands; LightningCLI runs the Trainer commands (fit/validate/test).
 
 Model and data are given by ``class_path`` in the YAML, so the same ``fit`` trains a finetuning run or a
-surrogate. Commands that are not Trainer runs are plain functions; their docstrings are their ``--help``.
+surrogate. Commands that are not Trainer runs are plain functions, registered once in ``COMMANDS``; their
+docstrings are their ``--help``. Nothing rewrites the command line: every parser takes ``--config`` from any folder
+(``PackagedConfig``), ``--debug``, and boolean options as flags.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import sys
 from argparse import ArgumentError
 from typing import Literal
 
-from jsonargparse import CLI
+from jsonargparse import ActionYesNo, ArgumentParser
 
 from lit_transfer.evaluation.plan import EvaluationPlan
 from lit_transfer.metadataset.build import BuildPlan
-from lit_transfer.resources import SHIPPED_METADATASET, resolve
+from lit_transfer.resources import SHIPPED_METADATASET, PackagedConfig, resolve
 from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
 from lit_transfer.surrogate.recipes import DEFAULT_RECIPES
 from lit_transfer.tune.methods.spec import MethodSpec
@@ -80,8 +82,9 @@ def metadata_summary(
 
 
 def metadata_copy(out: str, metadataset: str = SHIPPED_METADATASET, without_families: list[str] | None = None) -> None:
-    """Copy a meta-dataset, leaving out whole families of tasks: the experience of someone who never met that kind
-    of task. Then ``surrogate train --metadataset OUT`` meta-trains surrogates on it, and ``suggest``/``tune
+    """Copy a meta-dataset without whole families of tasks: experience that never met that kind of task.
+
+    Then ``surrogate train --metadataset OUT`` meta-trains surrogates on it, and ``suggest``/``tune
     --metadataset OUT`` treat a task of a left-out family as new, as ``evaluate --holdout family`` does.
 
     Args:
@@ -110,20 +113,6 @@ def metadata_copy(out: str, metadataset: str = SHIPPED_METADATASET, without_fami
         store.copy_without(left, out)
     with MetaDataset(out) as copy:
         print(f"{out}: {len(copy.tasks())} tasks, {len(copy)} runs ({len(left)} tasks left out)")
-
-
-def _summary_args(argv: list[str]) -> list[str]:
-    """Accept ``metadata summary [PATH] [--json]`` as well as jsonargparse's ``--metadataset P --json true``."""
-    out = argv[:2]
-    rest = argv[2:]
-    for i, arg in enumerate(rest):
-        if arg == "--json" and (i + 1 == len(rest) or rest[i + 1].startswith("-")):
-            out += ["--json", "true"]
-        elif i == 0 and not arg.startswith("-"):
-            out += ["--metadataset", arg]
-        else:
-            out.append(arg)
-    return out
 
 
 def suggest(
@@ -358,21 +347,85 @@ COMMANDS = {
 }
 
 
-USAGE = """usage: {prog} COMMAND ...
+TRAINER_HELP = "a Lightning Trainer run from a YAML config (model and data by class_path; --help for its options)"
+POSITIONAL = {metadata_summary: "metadataset"}  # ``metadata summary PATH`` as well as ``--metadataset PATH``
+ABOUT = "Choose how to finetune a causal LM for a new QA dataset from the experience of related ones, then finetune it."
+DEBUG_HELP = "show the traceback of an error instead of one line"
 
-  fit | validate | test             a Lightning Trainer run from a YAML config (--help for its options)
-  metadata build | tasks | summary | copy
-                                     build a meta-dataset, write the QA tasks, summarise a meta-dataset, copy one
-                                     without some families
-  surrogate train | evaluate         meta-train the surrogates on a meta-dataset; their quality on held-out tasks
-  suggest --data DIR --top K         configs for a new dataset from the meta-learned surrogates
-  tune --config configs/tune/transfer.yaml --data DIR --budget SECONDS
-                                     tune with real finetuning trials, then test the chosen config
-  evaluate --config configs/evaluate/lofo.yaml
-                                     compare the tuning methods, leaving out one family (or one task) at a time
 
-  --debug                            show the traceback of an error instead of one line
-"""
+def _flag() -> ActionYesNo:
+    """A boolean option as a flag: ``--x``, ``--no_x``, or ``--x true``."""
+    return ActionYesNo(yes_prefix="", no_prefix="no_")
+
+
+def _command_parser(command) -> ArgumentParser:
+    """The parser of one command function: its signature and docstring; booleans as flags (``--json``,
+    ``--no_progress``), ``--config``, ``--debug``."""
+    import inspect
+
+    from docstring_parser import parse
+
+    described = {p.arg_name: p.description for p in parse(command.__doc__ or "").params}
+    flags = [n for n, p in inspect.signature(command).parameters.items() if p.annotation in (bool, "bool")]
+    parsed = parse(command.__doc__ or "")
+    text = "\n\n".join(t for t in (parsed.short_description, parsed.long_description) if t)
+    parser = ArgumentParser(description=text)
+    parser.add_argument("--config", action=PackagedConfig, help="a YAML file of these options")
+    if command in POSITIONAL:
+        name = POSITIONAL[command]
+        parser.add_argument("given", nargs="?", default=None, metavar=name.upper(), help=f"same as --{name}")
+    parser.add_function_arguments(command, as_positional=False, sub_configs=True, skip=set(flags))
+    for name in flags:
+        default = inspect.signature(command).parameters[name].default
+        parser.add_argument(f"--{name}", action=_flag(), default=default, help=described.get(name, ""))
+    parser.add_argument("--debug", action=_flag(), default=False, help=DEBUG_HELP)
+    return parser
+
+
+def command_tree() -> ArgumentParser:
+    """Every command, once: the Trainer commands (parsed by LightningCLI, listed here), then ``COMMANDS``."""
+    root = ArgumentParser(prog=_prog(), description=ABOUT, exit_on_error=False)
+    root.add_argument("--debug", action=_flag(), default=False, help=DEBUG_HELP)
+    commands = root.add_subcommands(required=True, dest="subcommand")
+    for name in TRAINER_COMMANDS:
+        commands.add_subcommand(name, ArgumentParser(description=TRAINER_HELP), help=TRAINER_HELP)
+
+    def add(container, name: str, command) -> None:
+        if isinstance(command, dict):
+            group = ArgumentParser(description=f"{name} commands")
+            container.add_subcommand(name, group, help=", ".join(command))
+            inner = group.add_subcommands(required=True, dest="subcommand")
+            for inner_name, inner_command in command.items():
+                add(inner, inner_name, inner_command)
+            return
+        parser = _command_parser(command)
+        container.add_subcommand(name, parser, help=(command.__doc__ or "").split("\n")[0])
+
+    for name, command in COMMANDS.items():
+        add(commands, name, command)
+    return root
+
+
+def run_command(tree: ArgumentParser, argv: list[str]) -> None:
+    """Parse ``argv`` with ``tree`` and call the command it names with its options."""
+    config = tree.instantiate_classes(tree.parse_args(argv))
+    command, options = COMMANDS, config
+    while isinstance(command, dict):
+        name = options["subcommand"]
+        command, options = command[name], options[name]
+    kwargs = {k: v for k, v in vars(options).items() if k not in ("config", "debug", "given", "__path__")}
+    if options.get("given") is not None:
+        name = POSITIONAL[command]
+        if kwargs[name] != _default(command, name):
+            raise ValueError(f"give the {name} once: {options['given']} or --{name} {kwargs[name]}")
+        kwargs[name] = options["given"]
+    command(**kwargs)
+
+
+def _default(command, name: str):
+    import inspect
+
+    return inspect.signature(command).parameters[name].default
 
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
@@ -442,20 +495,6 @@ def run_trainer_command(argv: list[str] | None) -> None:
             fail(f"the run ended {callback.status}: {callback.message} (its curve is in {where})", 1)
 
 
-def _packaged_configs(argv: list[str]) -> list[str]:
-    """``--config configs/...`` works from any folder: a config path that does not exist here is looked up among the
-    configs shipped in the package."""
-    from lit_transfer.resources import resolve
-
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--config" and i + 1 < len(out):
-            out[i + 1] = resolve(out[i + 1])
-        elif arg.startswith("--config="):
-            out[i] = "--config=" + resolve(arg.split("=", 1)[1])
-    return out
-
-
 def _prog() -> str:
     """How the user called us, for usage lines: the ``lit-transfer`` command or ``python -m lit_transfer``."""
     from pathlib import Path
@@ -468,36 +507,27 @@ def main(argv: list[str] | None = None) -> None:
 
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    debug = "--debug" in argv  # every parser takes it; read here so that an error in parsing honours it too
     silence()
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE.format(prog=_prog()))
-        return
-    if argv[0] not in TRAINER_COMMANDS and argv[0] not in COMMANDS:
-        fail(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}", 2)
-    if argv[:2] == ["metadata", "summary"]:
-        argv = _summary_args(argv)
-    argv = _packaged_configs(argv)
-    if from_command_line:  # LightningCLI reads sys.argv itself
-        sys.argv = [sys.argv[0], *argv]
     try:
-        if argv[0] in TRAINER_COMMANDS:
-            run_trainer_command(None if from_command_line else argv)
-        else:
-            trains = argv[:2] not in (
-                ["metadata", "tasks"],
-                ["metadata", "summary"],
-                ["metadata", "copy"],
-            )  # these never load Lightning
-            if trains and not {"-h", "--help"} & set(argv):  # Lightning, once imported, is quieted again
-                import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO)
+        if argv and argv[0] in TRAINER_COMMANDS:
+            run_trainer_command(None if from_command_line else argv)  # LightningCLI reads sys.argv itself
+            return
+        tree = command_tree()
+        if not argv:
+            tree.print_help()
+            return
+        trains = argv[:2] not in (["metadata", "tasks"], ["metadata", "summary"], ["metadata", "copy"])
+        if trains and not {"-h", "--help"} & set(argv):  # Lightning, once imported, is quieted again
+            import lightning.pytorch  # noqa: F401  (its import sets its loggers to INFO)
 
-                silence()
-            CLI(COMMANDS, args=argv, as_positional=False, prog=_prog(), exit_on_error=False)
+            silence()
+        run_command(tree, argv)
     except Exception as err:  # classified here, not in the except clause: --help's SystemExit imports nothing
         if debug:
             raise
+        if isinstance(err, ArgumentError) and "invalid choice" in str(err) and argv[0] not in COMMANDS:
+            fail(f"unknown command {argv[0]!r}; commands: {', '.join([*TRAINER_COMMANDS, *COMMANDS])}", 2)
         if isinstance(err, _usage_errors()):
             parsing = isinstance(err, ArgumentError) or "\n" in str(err)  # jsonargparse's reports
             fail(_condensed(str(err), argv) if parsing else str(err), 2)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from jsonargparse import ActionConfigFile
+
 PACKAGE = Path(str(files("lit_transfer")))
 CONFIGS = PACKAGE / "configs"
 ASSETS = PACKAGE / "assets"
@@ -31,3 +33,11 @@ def looks_like_path(name: str) -> bool:
     """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``~/x``, ``a/b/c``) is meant as a path,
     so its absence is reported as a missing folder, not as an unknown hub repository."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
+class PackagedConfig(ActionConfigFile):
+    """``--config configs/...`` from any folder: a config path that does not exist here is the packaged config of that
+    name (every command's parser, LightningCLI's included, takes ``--config`` through this action)."""
+
+    def __call__(self, parser, cfg, values, option_string=None) -> None:
+        super().__call__(parser, cfg, resolve(values) if isinstance(values, str) else values, option_string)

@@ -15,8 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import lightning
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import lit_transfer.finetune.strategies  # noqa: F401  (registers ddp_adapter and fsdp_adapter for configs)
 
@@ -31,6 +32,20 @@ class CheckpointRefused(ValueError):
 
 class TrainerCLI(LightningCLI):
     """LightningCLI whose Trainer loads ``--ckpt_path`` (a file or a URL) with ``weights_only=True`` only."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        """LightningCLI's parser with ``--config`` found from any folder and ``--debug`` (``cli.main`` reads it)."""
+        from jsonargparse import ActionYesNo
+
+        from lit_transfer.resources import PackagedConfig
+
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={lightning.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument("-c", "--config", action=PackagedConfig, help="a configuration file, YAML or JSON")
+        parser.add_argument(
+            "--debug", action=ActionYesNo(), default=False, help="show the traceback of an error instead of one line"
+        )
+        return parser
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)

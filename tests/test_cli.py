@@ -136,7 +136,7 @@ def test_the_lit_transfer_command_is_installed_and_names_itself():
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lit-transfer"]
     assert script.value == "lit_transfer.__main__:main"
     result = subprocess.run([shutil.which("lit-transfer"), "--help"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and result.stdout.startswith("usage: lit-transfer COMMAND")
+    assert result.returncode == 0 and result.stdout.startswith("usage: lit-transfer ")
     suggest = subprocess.run([shutil.which("lit-transfer"), "suggest", "--help"], capture_output=True, text=True,
                              timeout=120)  # fmt: skip
     assert suggest.returncode == 0 and "usage: lit-transfer" in suggest.stdout and "__main__" not in suggest.stdout
