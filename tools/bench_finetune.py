@@ -17,11 +17,13 @@ import random
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-warnings.filterwarnings("ignore")
+
+from lit_transfer.quiet import silence
+
+silence()  # before the imports below, which warn and log on import
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,6 +23,7 @@ import torch
 from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 from lit_transfer.io import write_json_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET
+from lit_transfer.quiet import silence
 from lit_transfer.resources import ASSETS
 
 
@@ -40,8 +39,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write assets/bench/parallel.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    silence()
 
     plan = EvaluationPlan(
         metadataset=args.metadataset, methods=["transfer", "random"], seeds=list(range(args.seeds)),

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import random
 import statistics
 import tempfile
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
+from lit_transfer.quiet import silence
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import PerformanceSurrogate
 from lit_transfer.surrogate.training import train_surrogate
@@ -73,7 +72,7 @@ def time_predict(perf: PerformanceSurrogate, path: str, candidates: int = 1000, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metadata", default=SHIPPED_METADATASET)
+    parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
     parser.add_argument("--perf-config", default=str(ROOT / "configs/surrogate/perf_dkgp.yaml"))
     parser.add_argument("--cost-config", default=str(ROOT / "configs/surrogate/cost_mlp.yaml"))
     parser.add_argument("--factors", type=int, nargs="*", default=[1, 2, 4])
@@ -81,14 +80,13 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    silence()
     perf_recipe, cost_recipe = args.perf_config, args.cost_config
 
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         for factor in args.factors:
-            path = resampled(args.metadata, factor, Path(tmp) / f"x{factor}.sqlite")
+            path = resampled(args.metadataset, factor, Path(tmp) / f"x{factor}.sqlite")
             fit_seconds, perf = time_fit(path, perf_recipe, cost_recipe)
             suffix = "" if factor == 1 else f"_{factor}x"
             with MetaDataset(path) as store:

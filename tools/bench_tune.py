@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
 import time
-import warnings
 
 import torch
 
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
+from lit_transfer.quiet import silence
 from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate import load_pretrained
 from lit_transfer.tune.commands import candidate_configs
@@ -29,7 +28,7 @@ from lit_transfer.tune.replay import ReplayEvaluator
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metadata", default=SHIPPED_METADATASET)
+    parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
     parser.add_argument("--task", default=None, help="task of the meta-dataset to replay (default: the first)")
     parser.add_argument("--candidates", type=int, default=1000)
     parser.add_argument("--observed", type=int, default=32, help="replayed steps before timing")
@@ -39,20 +38,19 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    silence()
 
     space = SearchSpace.from_yaml()
-    with MetaDataset(args.metadata) as store:
+    with MetaDataset(args.metadataset) as store:
         task = args.task or next(iter(store.tasks()))
         features = store.tasks()[task]
-    evaluator = ReplayEvaluator.from_store(args.metadata, task)
+    evaluator = ReplayEvaluator.from_store(args.metadataset, task)
     known = evaluator.configs()
-    candidates = [*known, *candidate_configs(space, args.metadata, args.candidates, seed=1)][: args.candidates]
-    surrogates = load_pretrained(args.metadata)
+    candidates = [*known, *candidate_configs(space, args.metadataset, args.candidates, seed=1)][: args.candidates]
+    surrogates = load_pretrained(args.metadataset)
     result = {}
     for method in args.methods:
-        context = MethodContext(space, candidates, features, lambda: surrogates, args.metadata)
+        context = MethodContext(space, candidates, features, lambda: surrogates, args.metadataset)
         optimizer = method_spec(method).build(context)
         # the replay can only answer for recorded configs: warm up on those, then time asks over all candidates
         optimizer.candidates = known

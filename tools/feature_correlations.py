@@ -5,7 +5,7 @@ its p-value.
 A task's best config is its best final ``val/acc`` over all its configs (ties: lower final ``val/loss``).
 Writes one JSON object (``--out``), whose table the README shows (``tools/readme_tables.py``).
 
-    python tools/feature_correlations.py assets/metadata/v2.sqlite --out assets/metadata/v2.features.json
+    python tools/feature_correlations.py --metadataset assets/metadata/v2.sqlite --out assets/metadata/v2.features.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from lit_transfer.io import write_json_atomic
 from lit_transfer.metadataset.features import EXTRA_FEATURES, TASK_FEATURES
 from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.metadataset.summary import final_score
+from lit_transfer.resources import SHIPPED_METADATASET
 
 TARGETS = {"learning_rate": lambda c: math.log10(c["learning_rate"]), "lora_rank": lambda c: c["lora_rank"],
            "batch_size": lambda c: c["batch_size"]}  # fmt: skip
@@ -66,7 +67,7 @@ def correlations(path: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("metadataset")
+    parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
     parser.add_argument("--out", help="write the JSON object here (default: print it)")
     args = parser.parse_args()
     result = correlations(args.metadataset)

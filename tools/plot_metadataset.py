@@ -1,7 +1,7 @@
 """Plot the learning curves of a meta-dataset: one panel per task, every run's val/acc over epochs, with the
 default pipeline and the best pipeline highlighted.
 
-    python tools/plot_metadataset.py assets/metadata/micro.sqlite --out assets/metadata/curves.png
+    python tools/plot_metadataset.py --metadataset assets/metadata/micro.sqlite --out assets/metadata/curves.png
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def plot(path: str, out: str, metric: str = "val/acc", space: str = str(DEFAULT_
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", nargs="?", default="assets/metadata/micro.sqlite")
+    parser.add_argument("--metadataset", default="assets/metadata/micro.sqlite")
     parser.add_argument("--out", default="assets/metadata/curves.png")
     parser.add_argument("--metric", default="val/acc")
     args = parser.parse_args()
-    plot(args.path, args.out, args.metric)
+    plot(args.metadataset, args.out, args.metric)
