@@ -148,6 +148,24 @@ def test_transfer_keeps_a_slow_starter_the_experience_rates():
     assert tuner(keep_on_experience=False).ask().key != a
 
 
+def test_the_experience_keeps_a_slow_starter_not_a_flat_one():
+    """Where another config has learned (0.9), a config still at the task's zero-shot value after two epochs of its
+    own has shown that it does not learn here, however highly the experience rates it; after one epoch it is a slow
+    start, and the experience keeps it."""
+    configs = [dict(c.values) for c in SPACE.sample(3, seed=1)]
+    a = PipelineConfig(configs[0]).key()
+
+    def tuner(flat_epochs):
+        method = Transfer(SPACE, configs, _RatedByExperience(), {"zero_shot_acc": 0.05}, drop_below=0.2)
+        method.tell(Trial(configs[1], 1), [{"val/acc": 0.9}])
+        method.tell(Trial(configs[0], flat_epochs), [{"val/acc": 0.05}] * flat_epochs)
+        method.last = a
+        return method
+
+    assert tuner(1).ask() == Trial(configs[0], 2)
+    assert tuner(2).ask().key != a
+
+
 class _FlatReplay:
     """A task on which no config learns: every epoch of every config scores its zero-shot value, 0.05."""
 

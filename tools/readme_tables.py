@@ -238,15 +238,16 @@ def tune_vs_default_v2() -> str:
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     result = _json("evaluate/tune_vs_default_v2.json")
-    tasks = len(result["tasks"])
+    pairs = len(result["tasks"])
+    seeds = ", ".join(str(s) for s in result.get("seeds", [result.get("seed")]))
     return "\n".join(
         [
             tool.format_table(result),
             "",
             *textwrap.wrap(
-                f"Budget {result['budget_epochs']} epochs per method and task, task seed {result['seed']}, "
+                f"Budget {result['budget_epochs']} epochs per method and (task, seed) pair, task seeds {seeds}, "
                 f"holdout {result['holdout']}; Transfer's test accuracy at least Portfolio's on "
-                f"{result['transfer_at_least_portfolio']} of {tasks} tasks.",
+                f"{result['transfer_at_least_portfolio']} of {pairs} pairs.",
                 116,
             ),
         ]

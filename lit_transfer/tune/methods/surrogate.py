@@ -185,7 +185,8 @@ class SurrogateMethod(TuningMethod):
         bar = max(max(self.value(p) for curve in others for p in curve), self.floor() + FLAT)
         if self.chance(config, own, bar, self.conditioning()) >= self.drop_below:
             return config
-        if self.keep_on_experience and self.chance(config, [], bar, []) >= self.drop_below:
+        slow = learned or len(own) < PROBE_EPOCHS  # a slow start; a config flat for PROBE_EPOCHS has shown more
+        if self.keep_on_experience and slow and self.chance(config, [], bar, []) >= self.drop_below:
             return config  # what the experience says of the config here outweighs a slow start (not a flat one)
         return None
 
