@@ -354,7 +354,7 @@ DEBUG_HELP = "show the traceback of an error instead of one line"
 
 
 def _flag() -> ActionYesNo:
-    """A boolean option as a flag: ``--x``, ``--no_x``, or ``--x true``."""
+    """A boolean option as a flag: ``--x``, ``--no_x``, or ``--x true`` (with ``nargs="?"``)."""
     return ActionYesNo(yes_prefix="", no_prefix="no_")
 
 
@@ -377,15 +377,15 @@ def _command_parser(command) -> ArgumentParser:
     parser.add_function_arguments(command, as_positional=False, sub_configs=True, skip=set(flags))
     for name in flags:
         default = inspect.signature(command).parameters[name].default
-        parser.add_argument(f"--{name}", action=_flag(), default=default, help=described.get(name, ""))
-    parser.add_argument("--debug", action=_flag(), default=False, help=DEBUG_HELP)
+        parser.add_argument(f"--{name}", action=_flag(), nargs="?", default=default, help=described.get(name, ""))
+    parser.add_argument("--debug", action=_flag(), nargs="?", default=False, help=DEBUG_HELP)
     return parser
 
 
 def command_tree() -> ArgumentParser:
     """Every command, once: the Trainer commands (parsed by LightningCLI, listed here), then ``COMMANDS``."""
     root = ArgumentParser(prog=_prog(), description=ABOUT, exit_on_error=False)
-    root.add_argument("--debug", action=_flag(), default=False, help=DEBUG_HELP)
+    root.add_argument("--debug", action=_flag(), default=False, help=DEBUG_HELP)  # a flag: a command follows
     commands = root.add_subcommands(required=True, dest="subcommand")
     for name in TRAINER_COMMANDS:
         commands.add_subcommand(name, ArgumentParser(description=TRAINER_HELP), help=TRAINER_HELP)
@@ -393,6 +393,7 @@ def command_tree() -> ArgumentParser:
     def add(container, name: str, command) -> None:
         if isinstance(command, dict):
             group = ArgumentParser(description=f"{name} commands")
+            group.add_argument("--debug", action=_flag(), default=False, help=DEBUG_HELP)
             container.add_subcommand(name, group, help=", ".join(command))
             inner = group.add_subcommands(required=True, dest="subcommand")
             for inner_name, inner_command in command.items():

@@ -43,7 +43,11 @@ class TrainerCLI(LightningCLI):
         parser = self.parser_class(**kwargs)
         parser.add_argument("-c", "--config", action=PackagedConfig, help="a configuration file, YAML or JSON")
         parser.add_argument(
-            "--debug", action=ActionYesNo(), default=False, help="show the traceback of an error instead of one line"
+            "--debug",
+            action=ActionYesNo(),
+            nargs="?",
+            default=False,
+            help="show the traceback of an error instead of one line",
         )
         return parser
 

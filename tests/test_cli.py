@@ -198,3 +198,21 @@ def test_a_failed_step_is_printed_as_failed_with_its_reason(tmp_path, monkeypatc
     cli.tune(str(tmp_path), 3, budget_unit="epochs", out=str(tmp_path / "out"))
     lines = [line for line in capsys.readouterr().out.splitlines() if "epoch 2" in line]
     assert len(lines) == 1 and lines[0].endswith("| failed: its worker was lost, twice (best 0.410)")
+
+
+def test_one_command_tree_takes_flags_configs_and_paths_as_given(tmp_path, monkeypatch):
+    """Nothing rewrites the command line: the tree itself takes booleans as flags (or with a value), ``--debug``
+    anywhere, ``metadata summary PATH``, and a packaged ``--config`` from any folder."""
+    from lit_transfer.cli import command_tree
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones are found
+    tree = command_tree()
+    summary = lambda *a: tree.parse_args(["metadata", "summary", *a]).metadata.summary  # noqa: E731
+    assert summary("P", "--json").json is True and summary("P", "--json").given == "P"
+    assert summary("--json", "false").json is False and summary("--no_json").json is False
+    assert summary("--json", "true", "P", "--debug").debug is True
+    assert tree.parse_args(["--debug", "metadata", "summary"]).debug is True
+    evaluate = tree.parse_args(["surrogate", "evaluate", "--json", "true"]).surrogate.evaluate
+    assert evaluate.json is True
+    tune = tree.parse_args(["tune", "--config", "configs/tune/transfer.yaml", "--data", "d", "--budget", "1"]).tune
+    assert tune.method.init_args.drop_below == 0.2 and tune.budget_unit == "seconds"
