@@ -98,12 +98,13 @@ def metadata_copy(out: str, metadataset: str = SHIPPED_METADATASET, without_fami
 
     with MetaDataset(resolve(metadataset)) as store:
         families = store.families()
-        unknown = sorted(set(without_families or ()) - set(families.values()))
+        leaving = set(without_families or ())
+        unknown = sorted(leaving - set(families.values()))
         if unknown:
             raise ValueError(
                 f"{store.path}: no family {', '.join(unknown)}; it has {', '.join(sorted(set(families.values())))}"
             )
-        left = [task for task, family in families.items() if family in set(without_families or ())]
+        left = [task for task, family in families.items() if family in leaving]
         if Path(out).exists():  # a rerun keeps the copy it made; anything else there is not overwritten
             with MetaDataset(out) as there:
                 if set(there.tasks()) != set(families) - set(left):
@@ -365,9 +366,10 @@ def _command_parser(command) -> ArgumentParser:
 
     from docstring_parser import parse
 
-    described = {p.arg_name: p.description for p in parse(command.__doc__ or "").params}
-    flags = [n for n, p in inspect.signature(command).parameters.items() if p.annotation in (bool, "bool")]
     parsed = parse(command.__doc__ or "")
+    described = {p.arg_name: p.description for p in parsed.params}
+    parameters = inspect.signature(command).parameters
+    flags = [n for n, p in parameters.items() if p.annotation in (bool, "bool")]
     text = "\n\n".join(t for t in (parsed.short_description, parsed.long_description) if t)
     parser = ArgumentParser(description=text)
     parser.add_argument("--config", action=PackagedConfig, help="a YAML file of these options")
@@ -376,8 +378,9 @@ def _command_parser(command) -> ArgumentParser:
         parser.add_argument("given", nargs="?", default=None, metavar=name.upper(), help=f"same as --{name}")
     parser.add_function_arguments(command, as_positional=False, sub_configs=True, skip=set(flags))
     for name in flags:
-        default = inspect.signature(command).parameters[name].default
-        parser.add_argument(f"--{name}", action=_flag(), nargs="?", default=default, help=described.get(name, ""))
+        parser.add_argument(
+            f"--{name}", action=_flag(), nargs="?", default=parameters[name].default, help=described.get(name, "")
+        )
     parser.add_argument("--debug", action=_flag(), nargs="?", default=False, help=DEBUG_HELP)
     return parser
 

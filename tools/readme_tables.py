@@ -239,7 +239,7 @@ def tune_vs_default_v2() -> str:
     spec.loader.exec_module(tool)
     result = _json("evaluate/tune_vs_default_v2.json")
     pairs = len(result["tasks"])
-    seeds = ", ".join(str(s) for s in result.get("seeds", [result.get("seed")]))
+    seeds = ", ".join(str(s) for s in result["seeds"])
     return "\n".join(
         [
             tool.format_table(result),

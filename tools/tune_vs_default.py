@@ -114,7 +114,7 @@ def format_table(summary: dict[str, Any], methods: tuple[str, ...] = METHODS) ->
             "-" if row[m]["test_acc"] is None else f"{row[m]['test_acc']:.3f} ({row[m]['test_loss']:.3f})"
             for m in methods
         ]
-        lines.append("| " + " | ".join([row["task"], str(row.get("seed", summary.get("seed"))), *cells]) + " |")
+        lines.append("| " + " | ".join([row["task"], str(row["seed"]), *cells]) + " |")
     lines.append("| correct answers | | " + " | ".join(str(summary["correct_total"][m]) for m in methods) + " |")
     return "\n".join(lines)
 
