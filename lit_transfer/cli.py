@@ -15,6 +15,7 @@ from typing import Literal
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
+from lit_transfer import trainer_help
 from lit_transfer.evaluation.plan import EvaluationPlan
 from lit_transfer.metadataset.build import BuildPlan
 from lit_transfer.resources import SHIPPED_METADATASET, PackagedConfig, resolve
@@ -492,7 +493,7 @@ def run_trainer_command(argv: list[str] | None) -> None:
     from lit_transfer.finetune.curves import LearningCurve
     from lit_transfer.trainer import trainer_cli
 
-    cli = trainer_cli(argv)
+    cli = trainer_cli(argv, prog=_prog())
     for callback in getattr(cli.trainer, "callbacks", []):
         if isinstance(callback, LearningCurve) and callback.status in ("diverged", "oom"):
             where = callback.path or "curve.json"
@@ -515,7 +516,11 @@ def main(argv: list[str] | None = None) -> None:
     silence()
     try:
         if argv and argv[0] in TRAINER_COMMANDS:
-            run_trainer_command(None if from_command_line else argv)  # LightningCLI reads sys.argv itself
+            given = None if from_command_line else argv  # LightningCLI reads sys.argv itself
+            if trainer_help.kept(argv):  # Lightning's options, listed without importing Lightning once kept
+                trainer_help.show(argv, _prog(), lambda: run_trainer_command(given))
+                return
+            run_trainer_command(given)
             return
         tree = command_tree()
         if not argv:

@@ -108,15 +108,19 @@ def _refused(path: str, err: Exception) -> CheckpointRefused:
     return CheckpointRefused(f"{path}: not a checkpoint of plain weights, refused ({reason})")
 
 
-def trainer_cli(args: list[str] | None = None, run: bool = True, cli_class: type[LightningCLI] = TrainerCLI) -> Any:
-    """Run a Lightning Trainer command from a YAML config (``--help`` and ``--print_config`` included)."""
+def trainer_cli(
+    args: list[str] | None = None, run: bool = True, cli_class: type[LightningCLI] = TrainerCLI,
+    prog: str | None = None,
+) -> Any:  # fmt: skip
+    """Run a Lightning Trainer command from a YAML config (``--help`` and ``--print_config`` included); ``prog``: the
+    program name usage lines show."""
     from lit_transfer.quiet import silence
 
     silence()  # again: importing Lightning set its loggers back to INFO ("GPU available: ...", tips)
     return cli_class(
         LightningModule,
         LightningDataModule,
-        parser_kwargs={"exit_on_error": False},
+        parser_kwargs={"exit_on_error": False, **({"prog": prog} if prog else {})},
         subclass_mode_model=True,
         subclass_mode_data=True,
         auto_configure_optimizers=False,

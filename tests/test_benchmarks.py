@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "bench_help": ["--repeats", "1", "--commands", "tune", "--json"],
+    "bench_help": ["--repeats", "1", "--commands", "tune", "fit", "--json"],
     "bench_finetune": ["--hidden", "32", "--layers", "1", "--heads", "2", "--seq", "32", "--batch", "2",
                        "--steps", "2", "--warmup", "1", "--repeats", "1"],
     "bench_precision": ["--device", "cpu", "--hidden", "32", "--layers", "1", "--heads", "2", "--intermediate", "64",

@@ -10,20 +10,23 @@ import pytest
 import yaml
 from peft import PeftConfig
 
+from lit_transfer import trainer_help
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "finetune" / "tiny_lora.yaml"
 
 
-def run_cli(*args, cwd):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def run_cli(*args, cwd, **env):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run(
         [sys.executable, "-m", "lit_transfer", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
 
 
 def test_help_and_print_config(tmp_path):
-    helped = run_cli("fit", "--help", cwd=REPO)
+    helped = run_cli("fit", "--help", cwd=REPO, XDG_CACHE_HOME=str(tmp_path))
     assert helped.returncode == 0 and "--ckpt_path" in helped.stdout
+    assert helped.stdout.startswith("usage: python -m lit_transfer [options] fit")
     printed = run_cli("fit", "--config", str(CONFIG), "--print_config", cwd=REPO)
     assert printed.returncode == 0, printed.stderr
     config = yaml.safe_load(printed.stdout)
@@ -71,6 +74,39 @@ def test_help_loads_no_training_library(command):
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout
     assert result.stdout.splitlines()[-1] == "imported: "
+
+
+def test_trainer_help_is_kept_and_shown_again_without_lightning(tmp_path):
+    """``fit --help`` lists Lightning's options, which takes importing Lightning once; then the kept text is shown
+    without it, and anything the text depends on (here the terminal's width) makes it afresh."""
+    code = HELP_IMPORTS.format(heavy=HEAVY)
+
+    def helped(**env):
+        environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "100", **env}
+        result = subprocess.run([sys.executable, "-c", code, "fit", "--help"], cwd=REPO, env=environment,
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        *text, imported = result.stdout.splitlines()
+        return "\n".join(text), imported.removeprefix("imported: ").split(",")
+
+    first, imported = helped()
+    assert "--trainer.max_epochs" in first and "lightning" in imported
+    again, imported = helped()
+    assert again == first and imported == [""]
+    wider, imported = helped(COLUMNS="160")
+    assert "lightning" in imported and wider != first and "--trainer.max_epochs" in wider
+
+
+def test_a_kept_help_text_changes_with_the_code_it_lists(tmp_path):
+    (tmp_path / "module.py").write_text("x = 1\n")
+    before = trainer_help.key(["fit", "--help"], "lit-transfer", package=tmp_path)
+    assert trainer_help.key(["fit", "--help"], "lit-transfer", package=tmp_path) == before
+    assert trainer_help.key(["validate", "--help"], "lit-transfer", package=tmp_path) != before
+    assert trainer_help.key(["fit", "--help"], "python -m lit_transfer", package=tmp_path) != before
+    (tmp_path / "module.py").write_text("x = 2\n")
+    assert trainer_help.key(["fit", "--help"], "lit-transfer", package=tmp_path) != before
+    assert trainer_help.kept(["fit", "--help"]) and trainer_help.kept(["test", "-h"])
+    assert not trainer_help.kept(["fit", "--config", "x.yaml", "--help"])
 
 
 def test_unknown_command_is_named(tmp_path):
