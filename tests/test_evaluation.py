@@ -3,12 +3,13 @@ critical-difference diagram, on a small synthetic meta-dataset of five tasks in 
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pytest
 from conftest import short_recipe, write_synthetic_metadataset
 
-from lit_transfer.evaluation.stats import bootstrap_ci, task_means, wilcoxon_against
+from lit_transfer.evaluation.stats import bootstrap_ci, critical_difference, task_means, wilcoxon_against
 from lit_transfer.evaluation.tuning import EvaluationPlan, evaluate
 from lit_transfer.metadataset.store import MetaDataset
 
@@ -106,6 +107,22 @@ def test_wilcoxon_finds_a_consistent_difference_and_not_a_coin_flip():
     assert result["worse"]["p_value"] < 1e-6 and result["worse"]["transfer_better"]
     assert result["same"]["p_value"] > 0.01
     assert result["worse"]["p_value_tasks"] < 1e-3 and result["worse"]["tasks"] == 20
+
+
+def test_two_methods_get_a_paired_test_and_no_empty_diagram(tmp_path):
+    """autorank compares two methods by Wilcoxon's test, which has no critical-difference diagram: none is drawn,
+    and nothing warns (its plot warned, and saved an empty figure)."""
+    rng = np.random.default_rng(2)
+    values = [(f"t{task}", ("transfer", rng.uniform(0, 0.2)), ("random", rng.uniform())) for task in range(8)]
+    rows = [{"task": task, "seed": 0, "method": method, "fraction": 1.0, "normalized_regret": value}
+            for task, *pairs in values for method, value in pairs]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        two = critical_difference(rows, 1.0, tmp_path / "two.png")
+    assert two["test"] == "wilcoxon" and not two["diagram"] and not (tmp_path / "two.png").exists()
+    rows += [{**row, "method": "default", "normalized_regret": 0.5} for row in rows if row["method"] == "random"]
+    three = critical_difference(rows, 1.0, tmp_path / "three.png")
+    assert three["diagram"] and (tmp_path / "three.png").stat().st_size > 1000
 
 
 def test_seed_copies_do_not_count_as_evidence_over_tasks():

@@ -56,8 +56,8 @@ def main() -> None:
     if args.record:
         write_json_atomic(
             ASSETS / "bench" / "parallel.json",
-            {"metadataset": Path(args.metadataset).name, "budget_epochs": args.budget_epochs, "seeds": args.seeds,
-             "methods": parallel, **line},
+            {"metadataset": Path(args.metadataset).name, "holdout": plan.holdout, "budget_epochs": args.budget_epochs,
+             "seeds": args.seeds, "methods": parallel, **line},
         )  # fmt: skip
     print(json.dumps(line))
 

@@ -257,7 +257,8 @@ def tune_vs_default_v2() -> str:
 def parallel_tuning() -> str:
     result = _json("bench/parallel.json")
     lines = [
-        f"Replayed on `{result['metadataset']}`, {result['budget_epochs']}-epoch budget; Random over "
+        f"Replayed on `{result['metadataset']}`, leaving one {result['holdout']} out, {result['budget_epochs']}-epoch "
+        f"budget; Random over "
         f"{result['seeds']} seeds per task, Transfer once per task (the seed does not change it).",
         "",
         "| method | workers | speedup (ideal = workers) | time vs 1 worker | (task, seed) pairs | not reached |",

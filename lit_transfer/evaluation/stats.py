@@ -94,7 +94,8 @@ def _signed_rank(a: np.ndarray, b: np.ndarray) -> float:
 
 def critical_difference(rows: Sequence[Row], fraction: float, path: str | Path, alpha: float = 0.05) -> dict[str, Any]:
     """A critical-difference diagram of the methods' regret at ``fraction`` (``autorank``: blocks are tasks, each
-    the mean over its seeds; lower is better), saved to ``path``; returns autorank's verdict in plain data."""
+    the mean over its seeds; lower is better), saved to ``path``; returns autorank's verdict in plain data. Two
+    methods are compared by a paired test, which has no diagram: none is drawn (``diagram`` false)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,12 +110,15 @@ def critical_difference(rows: Sequence[Row], fraction: float, path: str | Path, 
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = autorank(table, alpha=alpha, verbose=False, order="ascending", force_mode="nonparametric")
-        fig, ax = plt.subplots(figsize=(7, 2.8))
-        plot_stats(result, ax=ax, allow_insignificant=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        diagram = result.omnibus != "wilcoxon"
+        if diagram:
+            fig, ax = plt.subplots(figsize=(7, 2.8))
+            plot_stats(result, ax=ax, allow_insignificant=True)
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
     return {
+        "diagram": diagram,
         "test": result.omnibus,
         "p_value": float(result.pvalue),
         "critical_difference": None if result.cd is None else float(result.cd),
