@@ -10,6 +10,7 @@ Overhead share = the share of wall seconds outside training and validation steps
 runs and tune steps of a kind; seconds per run are medians. The last line is one JSON object.
 
     python tools/bench_run_overhead.py            # 8 build runs and 16 tune steps of each kind
+    python tools/bench_run_overhead.py --record   # also write assets/bench/run_overhead.json
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4, help="configs the tune steps go round")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of a build run")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", action="store_true", help="write assets/bench/run_overhead.json")
     args = parser.parse_args()
     silence()
     torch.set_num_threads(args.threads)
@@ -123,15 +125,27 @@ def main() -> None:
         """Share of all wall seconds spent outside steps (each run or step weighted by its length)."""
         return sum(wall * share for wall, share in values) / sum(wall for wall, _ in values)
 
-    for name, runs, unit in (("build runs", build, "run"), ("tune steps", tune, "step")):
-        print(f"{name}: {median(runs['cold'], 0):.1f} s -> {median(runs['warm'], 0):.1f} s per {unit} (medians); "
-              f"outside steps {pooled(runs['cold']):.1%} -> {pooled(runs['warm']):.1%}")  # fmt: skip
+    lines = {}
+    for name, runs, unit in (("build_runs", build, "run"), ("tune_steps", tune, "step")):
+        seconds = f"{median(runs['cold'], 0):.1f} s -> {median(runs['warm'], 0):.1f} s per {unit} (medians)"
+        shares = f"outside steps {pooled(runs['cold']):.1%} -> {pooled(runs['warm']):.1%}"
+        lines[name] = f"{name.replace('_', ' ')}: {seconds}; {shares}"
+        print(lines[name])
     result = {
         "overhead_share_before": round(pooled(build["cold"] + tune["cold"]), 4),
         "overhead_share_after": round(pooled(build["warm"] + tune["warm"]), 4),
         "seconds_per_run_before": round(median(build["cold"], 0), 3),
         "seconds_per_run_after": round(median(build["warm"], 0), 3),
     }
+    if args.record:
+        from lit_transfer.io import write_json_atomic
+        from lit_transfer.resources import ASSETS
+
+        note = (
+            f"tools/bench_run_overhead.py on {Path(args.base_model).name} and task {args.task} ({args.suite}): "
+            f"{args.runs} build runs of {args.epochs} epochs and {args.steps} tune steps each way, interleaved"
+        )
+        write_json_atomic(ASSETS / "bench" / "run_overhead.json", {**result, "note": note, **lines})
     print(json.dumps(result))
 
 
