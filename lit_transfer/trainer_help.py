@@ -54,9 +54,11 @@ def show(argv: list[str], prog: str, make: Callable[[], None]) -> None:
     """Print the help of ``argv`` from the cache, or by ``make`` (which prints it and exits 0), keeping what it
     printed. A cache that cannot be written costs the next call its speed, nothing else."""
     path = cache_folder() / f"{key(argv, prog)}.txt"
-    if path.is_file():
+    try:
         sys.stdout.write(path.read_text())
         return
+    except OSError:  # not kept yet, or not readable: made afresh
+        pass
     printed = StringIO()
     try:
         with redirect_stdout(printed):

@@ -102,8 +102,23 @@ def run_overhead() -> str:
             "|---|---|---|",
             f"| cold (load and tokenize every run) | {result['seconds_per_run_before']:.1f} | {before:.1%} |",
             f"| warm (kept in the worker) | {result['seconds_per_run_after']:.1f} | {after:.1%} |",
+            "",
+            f"Measured by {result['note']}. Separately, {result['build_runs']}; {result['tune_steps']}.",
         ]
     )
+
+
+def help_times() -> str:
+    result = _json("bench/help.json")
+    lines = ["| command | `--help` s | x `import torch` | first call s |", "|---|---|---|---|"]
+    for name, seconds in result["commands"].items():
+        first = f"{result['first'][name]:.2f}" if name in result["first"] else "–"
+        lines.append(f"| {name} | {seconds:.2f} | {result['ratio_to_import_torch'][name]:.2f} | {first} |")
+    verdict = "met" if result["goal_met"] else "missed"
+    torch_seconds, slowest, goal = result["import_torch"], result["slowest"], result["goal_seconds"]
+    lines += ["", f"Medians of {result['repeats']} interleaved rounds; `import torch` {torch_seconds:.2f} s; "
+              f"slowest command {slowest:.2f} s (goal < {goal:g} s: {verdict})."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def feature_correlations_v2() -> str:
@@ -279,6 +294,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "evaluate-loto": evaluate_loto,
     "evaluate-lofo": evaluate_lofo,
     "run-overhead": run_overhead,
+    "help-times": help_times,
     "feature-correlations-v2": feature_correlations_v2,
     "metadata-v2": metadata_v2,
     "demo": demo,
