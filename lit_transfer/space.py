@@ -80,6 +80,12 @@ class Hyperparameter:
         return [self.name]
 
 
+def config_key(values: Mapping[str, Any]) -> str:
+    """A pipeline's stable identity from its values (any mapping, a ``PipelineConfig`` too): the same pipeline always
+    gets the same key. States, stores and trial folders are keyed by it."""
+    return ";".join(f"{k}={values[k]!r}" for k in sorted(values))
+
+
 @dataclass(frozen=True)
 class PipelineConfig(Mapping):
     """One finetuning pipeline: a value for every hyperparameter of its space (read-only mapping)."""
@@ -99,8 +105,8 @@ class PipelineConfig(Mapping):
         return hash(self.key())
 
     def key(self) -> str:
-        """A stable identity: the same pipeline always gets the same key."""
-        return ";".join(f"{k}={self.values[k]!r}" for k in sorted(self.values))
+        """A stable identity: the same pipeline always gets the same key (``config_key``)."""
+        return config_key(self.values)
 
     def brief(self) -> str:
         """The pipeline in a few words, for tables: adapter, rank, optimizer, learning rate, batch size."""

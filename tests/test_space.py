@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lit_transfer.space import DEFAULT_SPACE, Hyperparameter, SearchSpace
+from lit_transfer.space import DEFAULT_SPACE, Hyperparameter, PipelineConfig, SearchSpace, config_key
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,16 @@ def test_sampling_is_seeded_valid_and_spread(space):
     assert {x["optimizer"] for x in a} == {"adamw", "adafactor", "sgd"}
     lrs = np.log10([x["learning_rate"] for x in a])
     assert lrs.min() < -4 and lrs.max() > -2  # the log range is covered, not bunched
+
+
+def test_a_pipeline_has_one_key_however_it_is_held(space):
+    """States, stores and trial folders are keyed by ``config_key``: a dict in any order, a ``PipelineConfig``
+    and its ``key()`` give the same key, and any other value another one."""
+    config = space.default()
+    shuffled = dict(reversed(list(config.values.items())))
+    assert config_key(shuffled) == config_key(config) == config.key() == PipelineConfig(shuffled).key()
+    assert config_key({**shuffled, "learning_rate": 0.5}) != config.key()
+    assert config.key().startswith("adapter='")  # the recorded keys' form: name=repr(value), sorted, ';'-joined
 
 
 def test_encoding(space):

@@ -22,7 +22,7 @@ import pandas as pd
 
 from lit_transfer.io import temporary_path
 from lit_transfer.resources import SHIPPED_METADATASET as SHIPPED_METADATASET  # where it was always imported from
-from lit_transfer.space import PipelineConfig
+from lit_transfer.space import config_key
 
 SCHEMA_VERSION = 2  # 2: tasks record their family (a version 1 file is read as it is, migrated on its first write)
 STATUSES = ("ok", "diverged", "oom", "failed")
@@ -93,7 +93,7 @@ class RunRecord:
     @property
     def config_key(self) -> str:
         # the builder looks runs up by PipelineConfig.key(); one definition keeps the two in agreement
-        return PipelineConfig(self.config).key()
+        return config_key(self.config)
 
     def metric(self, name: str = "val/acc") -> list[float | None]:
         """The curve of one metric over fidelities 1..max (the zero-shot point excluded)."""

@@ -16,7 +16,7 @@ from lit_transfer.finetune.run import fit_config
 from lit_transfer.io import safe_name, write_atomic
 from lit_transfer.metadataset.store import SHIPPED_METADATASET, MetaDataset
 from lit_transfer.resources import resolve
-from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace
+from lit_transfer.space import DEFAULT_SPACE, PipelineConfig, SearchSpace, config_key
 from lit_transfer.tune.loop import Budget, Step, run_tuning
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def candidate_configs(
             known += [dict(run.config) for run in store.runs()]
     seen, out = set(), []
     for config in [*known, *(dict(c.values) for c in space.sample(sampled, seed=seed))]:
-        key = PipelineConfig(config).key()
+        key = config_key(config)
         if key not in seen:
             seen.add(key)
             out.append(config)
@@ -258,6 +258,6 @@ def why_chosen(tuner: Any, chosen: dict, value: float, epochs: int, space: Searc
         f"predicted {metric} {mean[0]:.3f} ± {1.96 * std[0]:.3f} (95%) before any trial, observed {value:.3f} in "
         f"{epochs} epochs"
     )
-    _, default_curve = tuner.observed.get(PipelineConfig(default).key(), (None, []))
+    _, default_curve = tuner.observed.get(config_key(default), (None, []))
     seen = f", observed {max(p.get(metric) or 0.0 for p in default_curve):.3f}" if default_curve else ", not run"
     return f"{line}; the default config was predicted {mean[1]:.3f} ± {1.96 * std[1]:.3f}{seen}"

@@ -22,7 +22,7 @@ import yaml
 from lit_transfer.finetune.curves import read_curve
 from lit_transfer.finetune.run import CURVE_FILE, RunError, RunSettings, fit_config, instantiate, train
 from lit_transfer.io import FolderLock, LockedError, write_atomic
-from lit_transfer.space import PipelineConfig
+from lit_transfer.space import PipelineConfig, config_key
 from lit_transfer.tune.methods.base import Trial
 from lit_transfer.tune.storage import TrialStorage
 
@@ -74,11 +74,11 @@ class FinetuneEvaluator:
 
     def folder(self, config: dict[str, Any]) -> Path:
         """The trial's folder in this process (in storage, or a local copy of it)."""
-        return self.storage.local(self.name(PipelineConfig(config).key()))
+        return self.storage.local(self.name(config_key(config)))
 
     def location(self, config: dict[str, Any]) -> str:
         """Where the trial lives in storage."""
-        return self.storage.url(self.name(PipelineConfig(config).key()))
+        return self.storage.url(self.name(config_key(config)))
 
     def recorded(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The trial's ``curve.json`` as recorded so far (after ``pull``), or None before its first step."""
@@ -146,7 +146,7 @@ class FinetuneEvaluator:
 
     def test(self, config: dict[str, Any]) -> dict[str, float]:
         """Test-split metrics of a trained config's best checkpoint."""
-        folder = self.storage.pull(self.name(PipelineConfig(dict(config)).key()))
+        folder = self.storage.pull(self.name(config_key(config)))
         best = folder / "checkpoints" / "best.ckpt"
         if not best.exists():
             raise RunError(f"{best}: the config was never trained to a checkpoint")

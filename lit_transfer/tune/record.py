@@ -13,7 +13,7 @@ from typing import Any
 from lit_transfer.metadataset.build import versions
 from lit_transfer.metadataset.store import MetaDataset, MetaDatasetError, RunRecord
 from lit_transfer.resources import ASSETS
-from lit_transfer.space import PipelineConfig
+from lit_transfer.space import config_key
 from lit_transfer.tune.loop import Step
 from lit_transfer.tune.methods.base import TuningMethod
 
@@ -92,7 +92,7 @@ def reconcile(recorder: TrialRecorder, state_file: Path, curve: Any) -> int:
     if not state_file.exists():
         return 0
     state = load_state(state_file)
-    configs = {PipelineConfig(c).key(): c for c, _ in state.method.get("observed", [])}
+    configs = {config_key(c): c for c, _ in state.method.get("observed", [])}
     last = {step.config_key: step for step in state.history if step.config_key in configs}
     for key, step in last.items():
         recorder.record(step, configs[key], None if step.status == "failed" else curve(key))
@@ -104,6 +104,6 @@ def config_of(method: TuningMethod, key: str) -> dict[str, Any]:
     if key in method.observed:
         return dict(method.observed[key][0])
     for config in method.candidates or []:
-        if PipelineConfig(dict(config)).key() == key:
+        if config_key(config) == key:
             return dict(config)
     raise KeyError(f"config {key} is unknown to the method")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_transfer.space import PipelineConfig, SearchSpace
+from lit_transfer.space import SearchSpace, config_key
 
 Curve = list[dict[str, float]]
 
@@ -31,7 +31,7 @@ class Trial:
 
     @property
     def key(self) -> str:
-        return PipelineConfig(self.config).key()
+        return config_key(self.config)
 
 
 class TuningMethod:
@@ -94,7 +94,7 @@ class TuningMethod:
             raise ValueError(f"state of {state.get('name')!r} cannot be loaded into {self.name!r}")
         if state.get("seed", self.seed) != self.seed:  # states saved before seeds were recorded: as they are
             raise ValueError(f"the state was made with seed {state['seed']}, not {self.seed}: give that seed")
-        self.observed = {PipelineConfig(c).key(): (c, curve) for c, curve in state["observed"]}
+        self.observed = {config_key(c): (c, curve) for c, curve in state["observed"]}
         self.failed, self.pending = dict(state.get("failed", {})), {}
         self.rng.setstate(_decode_rng(state["rng"]))
 
@@ -113,12 +113,12 @@ class TuningMethod:
         return best_config, best_value
 
     def epochs_done(self, config: Mapping[str, Any]) -> int:
-        entry = self.observed.get(PipelineConfig(dict(config)).key())
+        entry = self.observed.get(config_key(config))
         return len(entry[1]) if entry else 0
 
     def available(self, config: Mapping[str, Any]) -> bool:
         """Whether ``config`` can advance now: not at the last epoch, not in flight, not failed."""
-        key = PipelineConfig(dict(config)).key()
+        key = config_key(config)
         return key not in self.pending and key not in self.failed and self.epochs_done(config) < self.max_epochs
 
     def pool(self) -> list[dict[str, Any]]:

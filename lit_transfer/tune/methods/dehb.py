@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lit_transfer.space import PipelineConfig, SearchSpace
+from lit_transfer.space import SearchSpace, config_key
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
@@ -85,7 +85,7 @@ class DEHB(TuningMethod):
         if self.candidates is None:
             return dict(self.space.config({k: getattr(v, "item", lambda v=v: v)() for k, v in params.items()}).values)
         busy = self.pending.keys() | self.jobs.keys() | self.failed.keys()
-        pool = [c for c in self.candidates if PipelineConfig(c).key() not in busy]
+        pool = [c for c in self.candidates if config_key(c) not in busy]
         return self.nearest(params, pool) if pool else None
 
     def _ask_dehb(self) -> tuple[int, dict[str, Any]]:
@@ -110,7 +110,7 @@ class DEHB(TuningMethod):
                 return None
             epochs = self._epochs(job["fidelity"])
             self.events.append({"ask": index, "config": config, "epochs": epochs})
-            key = PipelineConfig(config).key()
+            key = config_key(config)
             if self.epochs_done(config) >= epochs:
                 self._tell(len(self.events) - 1, self._value_at(config, epochs), 0.0)
                 continue
@@ -119,7 +119,7 @@ class DEHB(TuningMethod):
         return None
 
     def _value_at(self, config: Mapping[str, Any], epochs: int) -> float:
-        curve = self.observed[PipelineConfig(dict(config)).key()][1]
+        curve = self.observed[config_key(config)][1]
         return self.value(curve[epochs - 1])
 
     def _tell(self, event: int, value: float, cost: float) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lit_transfer.space import PipelineConfig, SearchSpace
+from lit_transfer.space import SearchSpace, config_key
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 from lit_transfer.tune.methods.spec import MethodContext, MethodSpec
 
@@ -84,12 +84,12 @@ class OptunaTPE(TuningMethod):
         suggestion = self.study.ask(distributions)
         if self.candidates is None:
             config = dict(suggestion.params)
-            self.running[PipelineConfig(config).key()] = (suggestion, config)
+            self.running[config_key(config)] = (suggestion, config)
         else:
             config = self._snap(suggestion.params)
             self.study.tell(suggestion, state=self.optuna.trial.TrialState.FAIL)  # not what was evaluated
             self.study.enqueue_trial(config)
-            self.running[PipelineConfig(config).key()] = (self.study.ask(distributions), config)
+            self.running[config_key(config)] = (self.study.ask(distributions), config)
         return Trial(config, self.epochs_done(config) + 1)
 
     def tell(self, trial: Trial, curve: Sequence[Mapping[str, float]], seconds: float = 0.0) -> None:
@@ -124,7 +124,7 @@ class OptunaTPE(TuningMethod):
             frozen = self.study.trials[entry["number"]]
             if frozen.state == self.optuna.trial.TrialState.RUNNING:  # continue the trials in flight
                 trial = self.optuna.trial.Trial(self.study, frozen._trial_id)
-                self.running[PipelineConfig(entry["config"]).key()] = (trial, entry["config"])
+                self.running[config_key(entry["config"])] = (trial, entry["config"])
 
 
 @dataclass

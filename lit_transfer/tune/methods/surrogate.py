@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.stats import norm
 
-from lit_transfer.space import PipelineConfig, SearchSpace
+from lit_transfer.space import SearchSpace, config_key
 from lit_transfer.tune.acquisition import (
     cost_aware_expected_improvement,
     expected_improvement,
@@ -86,7 +86,7 @@ class SurrogateMethod(TuningMethod):
         self.last: str | None = None  # the config asked or told last (see ``tell``)
 
     def curve(self, config: Mapping[str, Any]) -> list[dict[str, float]]:
-        return self.observed.get(PipelineConfig(dict(config)).key(), (config, []))[1]
+        return self.observed.get(config_key(config), (config, []))[1]
 
     def fantasies(self) -> list[tuple[dict[str, Any], list[dict[str, float]]]]:
         """Observations as if every trial in flight had ended at the surrogate's mean ("kriging believer"): the
@@ -143,7 +143,7 @@ class SurrogateMethod(TuningMethod):
             if self.stuck() and fresh:
                 pool = fresh  # nothing learns yet: probe another config rather than train a flat one further
             chosen = pool[int(np.argmax(self.scores(pool)))]
-        self.last = PipelineConfig(chosen).key()
+        self.last = config_key(chosen)
         return Trial(chosen, self.epochs_done(chosen) + 1)
 
     def floor(self) -> float:
@@ -168,7 +168,7 @@ class SurrogateMethod(TuningMethod):
         (``None`` otherwise, or without ``drop_below``)."""
         if self.drop_below is None or self.last is None:
             return None
-        config = next((c for c in pool if PipelineConfig(c).key() == self.last), None)
+        config = next((c for c in pool if config_key(c) == self.last), None)
         if config is None:
             return None
         own = self.curve(config)
