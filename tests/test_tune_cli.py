@@ -231,6 +231,7 @@ def test_tune_records_its_trials_into_the_users_experience_and_surrogates_learn_
     with MetaDataset(own) as store:
         (run,) = list(store.runs())
         assert "my_qa" in store.tasks() and run.task == "my_qa" and run.status == "ok"
+        assert {"probe_loss_ratio", "probe_token_acc"} <= set(store.tasks()["my_qa"])  # every feature, as built
         assert max(p["fidelity"] for p in run.curve) == 2 and run.seconds > 0
     trained = run_cli(
         "surrogate", "train", "--metadataset", metadataset, "--own", str(own),
@@ -247,6 +248,27 @@ def test_tune_records_its_trials_into_the_users_experience_and_surrogates_learn_
     assert suggested.returncode == 0, suggested.stderr[-3000:]
     with pytest.raises(ValueError, match="the shipped experience is never written"):
         check_own(ASSETS / "metadata" / "mine.sqlite")
+
+
+def test_the_probe_trains_only_where_a_surrogate_reads_it(metadataset, qa_dir, tiny_model, tmp_path, monkeypatch):
+    """The probe features train a copy of the base model: ``suggest`` computes them only when its surrogates read
+    them (the others are the same either way); a task recorded into the user's experience has them all."""
+    from lit_transfer.metadataset import features
+    from lit_transfer.tune import commands
+
+    with_probe = features.task_features(str(qa_dir), tiny_model)
+    without = features.task_features(str(qa_dir), tiny_model, probe=False)
+    assert without == {k: v for k, v in with_probe.items() if k not in features.PROBE_FEATURES}
+    assert set(features.PROBE_FEATURES) <= set(with_probe)
+    probes = []
+    probe = features._probe
+    monkeypatch.setattr(features, "_probe", lambda *args: probes.append(args) or probe(*args))
+    picks = commands.suggest(str(qa_dir), top=1, metadataset=metadataset, out=str(tmp_path / "s"), candidates=8)
+    assert len(picks) == 1 and probes == []
+    surrogates = commands.experience_surrogates(metadataset)
+    assert not commands.reads_probe(surrogates) and not commands.reads_probe(None)
+    surrogates.cost.encoding.task_features = [*surrogates.cost.encoding.task_features, "probe_token_acc"]
+    assert commands.reads_probe(surrogates)
 
 
 def test_a_hard_link_to_a_shipped_file_is_refused_like_the_file(tmp_path, monkeypatch):

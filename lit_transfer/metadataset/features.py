@@ -22,6 +22,7 @@ TASK_FEATURES = (
 )  # fmt: skip
 # added with the second experience: the answer-length distribution and the probe
 EXTRA_FEATURES = ("answer_tokens_std", "answer_tokens_max", "probe_loss_ratio", "probe_token_acc")
+PROBE_FEATURES = ("probe_loss_ratio", "probe_token_acc")  # the only ones that train (a copy of the base model)
 PROBE_STEPS = 16
 PROBE_LEARNING_RATE = 1e-3
 PROBE_BATCH = 8
@@ -29,9 +30,12 @@ PROBE_VALIDATION = 64  # examples the probe is scored on
 
 
 def task_features(
-    data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64, prompt_template: str = "qa"
-) -> dict[str, float]:
-    """Every feature of ``TASK_FEATURES`` and ``EXTRA_FEATURES`` for the task in ``data``."""
+    data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64, prompt_template: str = "qa",
+    probe: bool = True,
+) -> dict[str, float]:  # fmt: skip
+    """Every feature of ``TASK_FEATURES`` and ``EXTRA_FEATURES`` for the task in ``data``; without ``probe``, all but
+    ``PROBE_FEATURES``, whose probe trains a copy of the base model (on a GPU, twice its memory) for a feature that
+    a surrogate may not read."""
     from lit_transfer.finetune import QADataModule
     from lit_transfer.finetune.data import IGNORE_INDEX, load_split
     from lit_transfer.finetune.models import load_causal_lm
@@ -48,8 +52,8 @@ def task_features(
     with torch.random.fork_rng():
         model = load_causal_lm(base_model)
         zero_shot = evaluate(model, datamodule.val_dataloader())
-        probe = _probe(model, datamodule)
-    return {
+        probed = _probe(model, datamodule) if probe else None
+    features = {
         "log_train_size": math.log(len(train)),
         "log_validation_size": math.log(len(datamodule.splits["validation"])),
         "mean_prompt_tokens": sum(prompt) / len(prompt),
@@ -61,9 +65,11 @@ def task_features(
         "zero_shot_token_acc": zero_shot["token_acc"],
         "answer_tokens_std": statistics.pstdev(answer),
         "answer_tokens_max": float(max(answer)),
-        "probe_loss_ratio": probe["loss"] / max(zero_shot["loss"], 1e-6),
-        "probe_token_acc": probe["token_acc"],
     }
+    if probed is not None:
+        features["probe_loss_ratio"] = probed["loss"] / max(zero_shot["loss"], 1e-6)
+        features["probe_token_acc"] = probed["token_acc"]
+    return features
 
 
 @torch.no_grad()

@@ -71,12 +71,22 @@ def experience_surrogates(metadataset: str, own: str | None = None, surrogate: s
     return load_pretrained(own if own is not None else metadataset, (surrogate or "performance", "cost"))
 
 
-def task_features_of(data: str, settings) -> dict:
+def task_features_of(data: str, settings, probe: bool = True) -> dict:
+    """The task's meta-features, computed as the experience's were (``probe``: with the probe's)."""
     from lit_transfer.metadataset.features import task_features
 
     return task_features(
-        data, settings.base_model, settings.max_length, settings.eval_batch_size, settings.prompt_template
+        data, settings.base_model, settings.max_length, settings.eval_batch_size, settings.prompt_template, probe
     )
+
+
+def reads_probe(surrogates: Any) -> bool:
+    """Whether any of ``surrogates`` (a ``Surrogates``, or ``None``: none loaded) reads a probe feature: only then
+    is the probe worth its training."""
+    from lit_transfer.metadataset.features import PROBE_FEATURES
+
+    loaded = [] if surrogates is None else [surrogates.perf, surrogates.cost, surrogates.refit]
+    return any(set(PROBE_FEATURES) & set(s.encoding.task_features) for s in loaded if s is not None)
 
 
 def suggest(
@@ -92,8 +102,8 @@ def suggest(
         raise ValueError(f"top must be at least 1, got {top}")
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
-    features = task_features_of(data, settings)
     surrogates = experience_surrogates(metadataset, own)
+    features = task_features_of(data, settings, probe=reads_probe(surrogates))
     perf, cost = surrogates.perf, surrogates.cost
     configs = candidate_configs(search_space, metadataset, candidates, seed, own)
     mean, std = perf.predict(configs, features)
@@ -157,10 +167,12 @@ def tune(
     check_model(settings.base_model)
     with FolderLock(out, "tune"):
         identity = tuning_identity(Path(out), data, settings)
-        features = task_features_of(data, settings)
+        surrogates = experience_surrogates(metadataset, own, spec.surrogate) if spec.surrogate else None
+        # a task recorded into the user's experience carries every feature, as the builder records them
+        features = task_features_of(data, settings, probe=record_into is not None or reads_probe(surrogates))
         context = MethodContext(
             search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
-            lambda: experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
+            lambda: surrogates or experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
             state_file=Path(out) / "state.json",
         )  # fmt: skip
         tuner = spec.build(context)
