@@ -60,17 +60,20 @@ def show(argv: list[str], prog: str, make: Callable[[], None]) -> None:
     except OSError:  # not kept yet, or not readable: made afresh
         pass
     printed = StringIO()
+    done: SystemExit | None = None
     try:
         with redirect_stdout(printed):
             make()
-    except SystemExit as done:
-        sys.stdout.write(printed.getvalue())
-        if done.code not in (None, 0):
-            raise
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, printed.getvalue())
-        except OSError:
-            pass
+    except SystemExit as exit_:
+        done = exit_
+    finally:
+        sys.stdout.write(printed.getvalue())  # whatever happened, what was printed is shown
+    if done is None:
         return
-    sys.stdout.write(printed.getvalue())
+    if done.code not in (None, 0):
+        raise done
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, printed.getvalue())
+    except OSError:
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,11 +32,12 @@ PROBE_VALIDATION = 64  # examples the probe is scored on
 
 def task_features(
     data: str, base_model: str, max_length: int = 256, eval_batch_size: int = 64, prompt_template: str = "qa",
-    probe: bool = True,
+    probe: bool | Callable[[], bool] = True,
 ) -> dict[str, float]:  # fmt: skip
     """Every feature of ``TASK_FEATURES`` and ``EXTRA_FEATURES`` for the task in ``data``; without ``probe``, all but
     ``PROBE_FEATURES``, whose probe trains a copy of the base model (on a GPU, twice its memory) for a feature that
-    a surrogate may not read."""
+    a surrogate may not read. A callable ``probe`` is asked once the data has been read and tokenized (a bad file
+    is named before anything else is loaded to decide)."""
     from lit_transfer.finetune import QADataModule
     from lit_transfer.finetune.data import IGNORE_INDEX, load_split
     from lit_transfer.finetune.models import load_causal_lm
@@ -52,7 +54,7 @@ def task_features(
     with torch.random.fork_rng():
         model = load_causal_lm(base_model)
         zero_shot = evaluate(model, datamodule.val_dataloader())
-        probed = _probe(model, datamodule) if probe else None
+        probed = _probe(model, datamodule) if (probe() if callable(probe) else probe) else None
     features = {
         "log_train_size": math.log(len(train)),
         "log_validation_size": math.log(len(datamodule.splits["validation"])),

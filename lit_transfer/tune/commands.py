@@ -71,8 +71,9 @@ def experience_surrogates(metadataset: str, own: str | None = None, surrogate: s
     return load_pretrained(own if own is not None else metadataset, (surrogate or "performance", "cost"))
 
 
-def task_features_of(data: str, settings, probe: bool = True) -> dict:
-    """The task's meta-features, computed as the experience's were (``probe``: with the probe's)."""
+def task_features_of(data: str, settings, probe: bool | Callable[[], bool] = True) -> dict:
+    """The task's meta-features, computed as the experience's were (``probe``: with the probe's; a callable is asked
+    once the data has been read)."""
     from lit_transfer.metadataset.features import task_features
 
     return task_features(
@@ -102,9 +103,14 @@ def suggest(
         raise ValueError(f"top must be at least 1, got {top}")
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
-    surrogates = experience_surrogates(metadataset, own)
-    features = task_features_of(data, settings, probe=reads_probe(surrogates))
-    perf, cost = surrogates.perf, surrogates.cost
+    loaded = []  # the surrogates, loaded once the data has been read: a bad file is named first
+
+    def probe() -> bool:
+        loaded.append(experience_surrogates(metadataset, own))
+        return reads_probe(loaded[0])
+
+    features = task_features_of(data, settings, probe)
+    perf, cost = loaded[0].perf, loaded[0].cost
     configs = candidate_configs(search_space, metadataset, candidates, seed, own)
     mean, std = perf.predict(configs, features)
     seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
@@ -167,12 +173,17 @@ def tune(
     check_model(settings.base_model)
     with FolderLock(out, "tune"):
         identity = tuning_identity(Path(out), data, settings)
-        surrogates = experience_surrogates(metadataset, own, spec.surrogate) if spec.surrogate else None
-        # a task recorded into the user's experience carries every feature, as the builder records them
-        features = task_features_of(data, settings, probe=record_into is not None or reads_probe(surrogates))
+        loaded = []  # the method's surrogates, loaded once the data has been read: a bad file is named first
+
+        def probe() -> bool:
+            loaded.append(experience_surrogates(metadataset, own, spec.surrogate) if spec.surrogate else None)
+            # a task recorded into the user's experience carries every feature, as the builder records them
+            return record_into is not None or reads_probe(loaded[0])
+
+        features = task_features_of(data, settings, probe)
         context = MethodContext(
             search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
-            lambda: surrogates or experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
+            lambda: loaded[0] or experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
             state_file=Path(out) / "state.json",
         )  # fmt: skip
         tuner = spec.build(context)
