@@ -90,6 +90,20 @@ def reads_probe(surrogates: Any) -> bool:
     return any(set(PROBE_FEATURES) & set(s.encoding.task_features) for s in loaded if s is not None)
 
 
+def features_and_surrogates(
+    data: str, settings, load: Callable[[], Any], keep_probe: bool = False
+) -> tuple[dict, Any]:  # fmt: skip
+    """The task's meta-features and the surrogates ``load`` gives, loaded once the data has been read (a bad file is
+    named before they are); the probe runs only when one of them reads it, or with ``keep_probe``."""
+    loaded = []
+
+    def probe() -> bool:
+        loaded.append(load())
+        return keep_probe or reads_probe(loaded[0])
+
+    return task_features_of(data, settings, probe), loaded[0]
+
+
 def suggest(
     data: str, top: int = 5, metadataset: str = SHIPPED_METADATASET, base_model: str | None = None,
     out: str = "runs/suggest", candidates: int = 1000, space: str = str(DEFAULT_SPACE), seed: int = 0,
@@ -103,14 +117,8 @@ def suggest(
         raise ValueError(f"top must be at least 1, got {top}")
     search_space = SearchSpace.from_yaml(space)
     settings = experience_settings(metadataset, search_space, base_model, seed)
-    loaded = []  # the surrogates, loaded once the data has been read: a bad file is named first
-
-    def probe() -> bool:
-        loaded.append(experience_surrogates(metadataset, own))
-        return reads_probe(loaded[0])
-
-    features = task_features_of(data, settings, probe)
-    perf, cost = loaded[0].perf, loaded[0].cost
+    features, surrogates = features_and_surrogates(data, settings, lambda: experience_surrogates(metadataset, own))
+    perf, cost = surrogates.perf, surrogates.cost
     configs = candidate_configs(search_space, metadataset, candidates, seed, own)
     mean, std = perf.predict(configs, features)
     seconds = cost.predict_seconds(configs, features) * search_space.max_epochs
@@ -173,17 +181,14 @@ def tune(
     check_model(settings.base_model)
     with FolderLock(out, "tune"):
         identity = tuning_identity(Path(out), data, settings)
-        loaded = []  # the method's surrogates, loaded once the data has been read: a bad file is named first
-
-        def probe() -> bool:
-            loaded.append(experience_surrogates(metadataset, own, spec.surrogate) if spec.surrogate else None)
-            # a task recorded into the user's experience carries every feature, as the builder records them
-            return record_into is not None or reads_probe(loaded[0])
-
-        features = task_features_of(data, settings, probe)
+        # a task recorded into the user's experience carries every feature, as the builder records them
+        features, surrogates = features_and_surrogates(
+            data, settings, lambda: experience_surrogates(metadataset, own, spec.surrogate) if spec.surrogate else None,
+            keep_probe=record_into is not None,
+        )  # fmt: skip
         context = MethodContext(
             search_space, candidate_configs(search_space, metadataset, candidates, seed, own), features,
-            lambda: loaded[0] or experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
+            lambda: surrogates or experience_surrogates(metadataset, own, spec.surrogate), metadataset, seed=seed,
             state_file=Path(out) / "state.json",
         )  # fmt: skip
         tuner = spec.build(context)
