@@ -200,3 +200,22 @@ def test_time_to_regret_is_the_clock_of_the_first_step_that_gets_there():
     assert time_to_regret(history, 0.1, start=0.0, best=1.0, worst=0.0) == 12
     assert time_to_regret(history, 0.05, start=0.0, best=1.0, worst=0.0) is None
     assert time_to_regret(history, 0.5, start=0.6, best=1.0, worst=0.0) == 0.0
+
+
+def test_the_parallel_summary_says_what_the_winners_own_epochs_allow():
+    from lit_transfer.evaluation.stats import parallel_summary
+    from lit_transfer.tune.loop import Step
+
+    one = [Step("a", 1, 0.2, 5, 1, 0.2, clock=5), Step("b", 1, 0.6, 5, 2, 0.6, clock=10),
+           Step("b", 2, 0.0, 4, 3, 0.6, clock=14, status="failed"), Step("b", 2, 0.9, 5, 3, 0.9, clock=19)]  # fmt: skip
+    # two workers start a and b together, then c; b's second epoch waits for c: the winner was paused
+    two = [Step("a", 1, 0.2, 5, 1, 0.2, clock=5), Step("b", 1, 0.6, 5, 1, 0.6, clock=5),
+           Step("c", 1, 0.3, 5, 2, 0.6, clock=10), Step("b", 2, 0.9, 5, 3, 0.9, clock=20)]  # fmt: skip
+    histories = {("t", "m", 0, 1): one, ("t", "m", 0, 2): two}
+    summary = parallel_summary(histories, {"t": (0.0, 1.0, 0.0)}, ["m"], {"m": [0]}, [1, 2])
+    entry = summary["m"]["2"]
+    assert entry["speedup"] == pytest.approx(19 / 20)
+    # b's two epochs take 10 s (the lost attempt is not one of them): no number of workers gets there sooner
+    assert entry["seconds_chain"] == pytest.approx(10) and entry["chain_bound"] == pytest.approx(1.9)
+    assert entry["speedup_unpaused"] == pytest.approx(1.9)
+    assert summary["m"]["1"]["speedup"] == pytest.approx(1.0)

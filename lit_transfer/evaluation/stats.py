@@ -130,13 +130,28 @@ def critical_difference(rows: Sequence[Row], fraction: float, path: str | Path, 
 def time_to_regret(history: Sequence[Step], target: float, start: float, best: float, worst: float) -> float | None:
     """The clock at which the incumbent's normalized regret first reached ``target`` (0.0 if the untuned start
     already had it; None if it never did)."""
-
-    def regret(value: float) -> float:
-        return max((best - value) / (best - worst), 0.0) if best > worst else 0.0
-
-    if regret(start) <= target + 1e-12:
+    if _regret(start, best, worst) <= target + 1e-12:
         return 0.0
-    return next((step.clock for step in history if regret(max(start, step.incumbent)) <= target + 1e-12), None)
+    step = step_to_regret(history, target, start, best, worst)
+    return None if step is None else step.clock
+
+
+def step_to_regret(history: Sequence[Step], target: float, start: float, best: float, worst: float) -> Step | None:
+    """The first step after which the incumbent's normalized regret is at most ``target`` (None if none is)."""
+    return next((s for s in history if _regret(max(start, s.incumbent), best, worst) <= target + 1e-12), None)
+
+
+def _regret(value: float, best: float, worst: float) -> float:
+    return max((best - value) / (best - worst), 0.0) if best > worst else 0.0
+
+
+def winner_chain(history: Sequence[Step], reached: Step) -> float:
+    """The seconds of the epochs of the config that ``reached`` a target in a one-worker ``history``, up to that
+    epoch: what no number of workers can shorten, as a config's epochs run one after another."""
+    return sum(
+        s.seconds for s in history
+        if s.status == "ok" and s.config_key == reached.config_key and s.fidelity <= reached.fidelity
+    )  # fmt: skip
 
 
 def parallel_summary(
@@ -147,28 +162,38 @@ def parallel_summary(
     worker has at the end of its budget, summed over (task, seed) pairs, as a speedup t1 / tN. Pairs where one
     worker reaches its final regret at once (time 0) say nothing about speed and are left out; pairs where N
     workers never reach it within their budget count with their whole tuning time (so the speedup is then an
-    upper bound) and are reported as ``not_reached``."""
+    upper bound) and are reported as ``not_reached``.
+
+    What limits it: a config's epochs run one after another however many workers there are. ``chain_bound`` is
+    t1 / the seconds of the epochs of the config with which one worker got there (its *winner*), up to that epoch:
+    the speedup of any number of workers that ran only the winner, from the start, never paused.
+    ``speedup_unpaused`` is the speedup had no pair taken N workers longer than its winner's epochs: what keeping
+    the winner running could still gain; beyond it, N workers must get there with another config sooner."""
     out: dict[str, Any] = {}
     for method in methods:
         out[method] = {}
         for n in sorted(set(workers)):
-            t1_sum = tn_sum = 0.0
+            t1_sum = tn_sum = chain_sum = unpaused_sum = 0.0
             pairs = not_reached = 0
             for task, (start, best, worst) in scales.items():
                 for seed in seeds[method]:
                     one, many = histories[(task, method, seed, 1)], histories[(task, method, seed, n)]
                     final = max([start, *(s.incumbent for s in one)])
-                    target = max((best - final) / (best - worst), 0.0) if best > worst else 0.0
+                    target = _regret(final, best, worst)
                     t1 = time_to_regret(one, target, start, best, worst)
                     if not t1:
                         continue
+                    chain = winner_chain(one, step_to_regret(one, target, start, best, worst))
                     tn = time_to_regret(many, target, start, best, worst)
                     if tn is None:
                         not_reached += 1
                         tn = many[-1].clock if many else 0.0
                     pairs, t1_sum, tn_sum = pairs + 1, t1_sum + t1, tn_sum + tn
+                    chain_sum, unpaused_sum = chain_sum + chain, unpaused_sum + min(tn, chain)
             out[method][str(n)] = {
                 "speedup": t1_sum / tn_sum if tn_sum > 0 else None, "pairs": pairs, "not_reached": not_reached,
-                "seconds_1": t1_sum, "seconds_n": tn_sum,
+                "seconds_1": t1_sum, "seconds_n": tn_sum, "seconds_chain": chain_sum,
+                "chain_bound": t1_sum / chain_sum if chain_sum > 0 else None,
+                "speedup_unpaused": t1_sum / unpaused_sum if unpaused_sum > 0 else None,
             }  # fmt: skip
     return out
