@@ -40,11 +40,14 @@ def tiny_model_plain(tmp_path_factory, qa_splits):
 
 
 def write_synthetic_metadataset(
-    path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0, base_model="synthetic", own=0
-):
+    path, tasks=("t0", "t1", "t2", "t3"), configs=48, epochs=8, seed=0, base_model="synthetic", own=0,
+    log_train_sizes=None, validation_cost=0.0,
+):  # fmt: skip
     """A meta-dataset of saturating curves acc(t) = A_task * (1 - exp(-rate * t)) whose rate depends on the config
     (learning rate, rank, optimizer), and costs per training token that grow with rank and shrink with batch size:
-    what surrogates must recover. Every task runs ``configs`` shared configs and ``own`` of its own."""
+    what surrogates must recover. Every task runs ``configs`` shared configs and ``own`` of its own. With
+    ``validation_cost``, an epoch also costs that many seconds per validation token (64 examples a task), and
+    ``log_train_sizes`` sets the tasks' training sizes."""
     import math
 
     from lit_transfer.metadataset.features import TASK_FEATURES
@@ -58,6 +61,10 @@ def write_synthetic_metadataset(
             level = 0.7 + 0.1 * i
             features = {name: 1.0 + 0.1 * i * (j + 1) for j, name in enumerate(TASK_FEATURES)}
             features.update(zero_shot_loss=5.0, zero_shot_acc=0.0, log_train_size=5.0 + 0.2 * i)
+            if log_train_sizes is not None:
+                features["log_train_size"] = log_train_sizes[i]
+            if validation_cost:
+                features["log_validation_size"] = math.log(64)
             store.add_task(task, features, task.split("-")[0])  # the names show the family
             for config in sampled + (space.sample(own, seed=100 + i) if own else []):
                 lr = space.hyperparameters["learning_rate"].encode(config["learning_rate"])[0]
@@ -67,6 +74,8 @@ def write_synthetic_metadataset(
                     features["mean_prompt_tokens"] + features["mean_answer_tokens"]
                 )  # an epoch's work: training tokens
                 per_epoch = 1e-3 * tokens * (32 / config["batch_size"]) ** 0.5 * (1 + rank)
+                example = features["mean_prompt_tokens"] + features["mean_answer_tokens"]
+                per_epoch += validation_cost * math.exp(features["log_validation_size"]) * example
                 curve = [{"fidelity": 0.0, "metrics": {"val/acc": 0.0, "val/loss": 5.0}, "seconds": 0.0}]
                 for t in range(1, epochs + 1):
                     acc = level * (1 - math.exp(-rate * t))

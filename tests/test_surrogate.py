@@ -96,6 +96,29 @@ def test_cost_model_error_on_a_new_task(trained, synthetic_metadataset):
     assert np.mean(np.abs(predicted - seconds) / seconds) < 0.25
 
 
+def test_the_cost_model_learns_what_an_epochs_validation_costs(tmp_path):
+    """Where validation is a large part of a small task's epoch, a cost per training token alone overrates a larger
+    task's; learning both rates predicts it."""
+    from conftest import write_synthetic_metadataset
+
+    path = write_synthetic_metadataset(
+        tmp_path / "m.sqlite", tasks=("a-1", "b-1", "c-1", "d-1"), configs=24, log_train_sizes=(3.0, 4.0, 5.0, 6.5),
+        validation_cost=2e-3,
+    )  # fmt: skip
+    runs, features = _runs(path, "d-1")
+    seconds = np.array([r.seconds / r.max_epochs for r in runs])
+    errors = {}
+    for validation in (False, True):
+        L.seed_everything(0, verbose=False)
+        data = MetaDataModule(str(path), target="cost", holdout_tasks=["d-1"], batch_size=32)
+        cost = fit(CostSurrogate(validation=validation), data, {"max_epochs": 150})
+        predicted = cost.predict_seconds([r.config for r in runs], features)
+        errors[validation] = float(np.mean(np.abs(predicted - seconds) / seconds))
+    assert errors[True] < 0.25 < 0.5 < errors[False], errors
+    with pytest.raises(ValueError, match="needs the task feature log_validation_size"):
+        CostSurrogate(task_features=["log_train_size"], validation=True)
+
+
 def test_predictions_identical_after_save_and_load(trained, synthetic_metadataset, tmp_path):
     perf, cost = trained
     runs, features = _runs(synthetic_metadataset, "t3")
