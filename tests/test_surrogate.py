@@ -303,3 +303,26 @@ def test_a_freshly_trained_surrogate_can_be_copied(synthetic_metadataset):
     runs, features = _runs(synthetic_metadataset, "t3")
     configs = [r.config for r in runs[:4]]
     np.testing.assert_array_equal(copy.deepcopy(perf).predict(configs, features)[0], perf.predict(configs, features)[0])
+
+
+def test_the_plain_gp_baseline_is_the_same_whatever_the_process_drew_before(synthetic_metadataset):
+    """On more than 800 points gpytorch solves by conjugate gradients with random probe vectors: drawn from the
+    process's random state, they made the baseline's figures depend on what ran before it."""
+    from lit_transfer.evaluation.surrogate_baselines import PlainGP
+
+    data = MetaDataModule(synthetic_metadataset, holdout_tasks=["t3"])
+    data.setup()
+    runs, features = _runs(synthetic_metadataset, "t3")
+    perf = PerformanceSurrogate()
+    for name, value in data.task_feature_stats().items():
+        getattr(perf, f"task_{name}").copy_(value)
+    inputs = perf.encoding.inputs([r.config for r in runs], features, None, perf.encoding.max_epochs)
+    predictions = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        gp = PlainGP(data.dataset(data.train_tasks), perf.normalized_task, iterations=10, seed=0)
+        torch.manual_seed(state + 10)
+        predictions.append(gp.predict(inputs))
+    assert len(data.dataset(data.train_tasks)) > 1024  # the GP fits on its 1,024 points: more than gpytorch's 800
+    for first, second in zip(*predictions, strict=True):
+        torch.testing.assert_close(first, second, rtol=0, atol=0)

@@ -121,6 +121,25 @@ def help_times() -> str:
     return "\n".join(lines)
 
 
+def surrogate_speed() -> str:
+    result = _json("bench/surrogate.json")
+    lines = [
+        "| data | runs | meta-training: performance / refit / cost | 1,000 predictions: performance / refit |",
+        "|---|---|---|---|",
+    ]
+    for factor in (1, 2, 4):
+        suffix = "" if factor == 1 else f"_{factor}x"
+        if f"runs{suffix}" not in result:
+            continue
+        fit = " / ".join(f"{result[f'fit_seconds_{role}{suffix}']:.1f} s" for role in ("performance", "refit", "cost"))
+        predict = " / ".join(
+            f"{result[f'predict_seconds_1000_{role}{suffix}']:.2f} s" for role in ("performance", "refit")
+        )
+        data = f"`{result['metadataset']}`" if factor == 1 else f"{factor}x (resampled)"
+        lines.append(f"| {data} | {result[f'runs{suffix}']:,} | {fit} | {predict} |")
+    return "\n".join(lines)
+
+
 def feature_correlations_v2() -> str:
     result = _json("metadata/v2.features.json")
     lines = [
@@ -304,6 +323,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "evaluate-lofo": evaluate_lofo,
     "run-overhead": run_overhead,
     "help-times": help_times,
+    "surrogate-speed": surrogate_speed,
     "feature-correlations-v2": feature_correlations_v2,
     "metadata-v2": metadata_v2,
     "demo": demo,

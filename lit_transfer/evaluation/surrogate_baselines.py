@@ -58,14 +58,17 @@ class PlainGP:
         chosen = torch.randperm(len(examples), generator=generator)[:max_points].tolist()
         batch = torch.utils.data.default_collate([examples[i] for i in chosen])
         self.x, self.y = flat_inputs(batch, normalize_task), batch["target"]
-        self.model = _ExactGP(self.x, self.y)
-        self.model.train()
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=0.05)
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.model.likelihood, self.model)
-        for _ in range(iterations):
-            optimizer.zero_grad()
-            (-mll(self.model(self.x), self.y)).backward()
-            optimizer.step()
+        self.seed = seed
+        with torch.random.fork_rng():  # beyond 800 points gpytorch draws random probe vectors: ours, seeded
+            torch.manual_seed(seed)
+            self.model = _ExactGP(self.x, self.y)
+            self.model.train()
+            optimizer = torch.optim.Adam(self.model.parameters(), lr=0.05)
+            mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.model.likelihood, self.model)
+            for _ in range(iterations):
+                optimizer.zero_grad()
+                (-mll(self.model(self.x), self.y)).backward()
+                optimizer.step()
         self.model.eval()
 
     def predict(
@@ -76,7 +79,8 @@ class PlainGP:
             x = torch.cat([x, flat_inputs(context, self.normalize_task)])
             y = torch.cat([y, context["target"]])
         self.model.set_train_data(x, y, strict=False)
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng():
+            torch.manual_seed(self.seed)
             prediction = self.model.likelihood(self.model(flat_inputs(inputs, self.normalize_task)))
         return prediction.mean, prediction.variance.sqrt()
 

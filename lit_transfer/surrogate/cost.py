@@ -9,9 +9,9 @@ held-out errors worse (leave-one-task-out MAPE 0.19 with the token features, 0.1
 
 An epoch also validates, and that part grows with the validation set, not the training set: a small task's epoch
 costs more per training token than a large one's (on experience v2, a median of 1,306 s per million training
-tokens on the 64-example tasks against 572 on the 512-example ones, all with 256 validation examples). With ``validation``, the MLP
-gives both rates: seconds = exp(a(config)) x training tokens + exp(b(config)) x validation tokens. Leaving one
-family out on v2, that lowered the mean error from 0.45 to 0.34.
+tokens on the 64-example tasks against 572 on the 512-example ones, all with 256 validation examples). With
+``validation``, the MLP gives both rates: seconds = exp(a(config)) x training tokens + exp(b(config)) x validation
+tokens. Leaving one family out on v2, that lowered the mean error from 0.45 to 0.34.
 """
 
 from __future__ import annotations
