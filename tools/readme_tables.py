@@ -206,6 +206,37 @@ def demo() -> str:
     )
 
 
+def _surrogate_means(r: dict) -> list[str]:
+    """The means over held-out tasks of a ``surrogate evaluate`` record, beside their baselines."""
+    return [
+        "| mean over tasks | surrogate | baseline |",
+        "|---|---|---|",
+        f"| tau zero-shot | {r['tau_zero_shot']:.3f} | kNN {r['baseline_tau_knn']:.3f} |",
+        f"| Spearman zero-shot | {r['spearman_zero_shot']:.3f} | kNN {r['baseline_spearman_knn']:.3f} |",
+        f"| tau zero-shot, shared configs | {r['tau_zero_shot_shared']:.3f} | per-config mean "
+        f"{r['baseline_tau_mean_config']:.3f} |",
+        f"| tau after 1 epoch of every config | {r['tau_after_1']:.3f} | last value {r['baseline_tau_last_1']:.3f} |",
+        f"| tau after 3 epochs | {r['tau_after_3']:.3f} | last value {r['baseline_tau_last_3']:.3f} |",
+        f"| coverage of the 95% interval | {r['coverage_95']:.3f} | goal 0.85–0.99 |",
+        f"| top-1's recorded final val/acc | {r['top1_final']:.3f} | portfolio's top-1 "
+        f"{r['portfolio_top1_final']:.3f} |",
+        f"| tasks where top-1 ≥ portfolio's | {r['top1_at_least_portfolio_share']:.3f} | goal ≥ 0.6 |",
+        f"| cost error (mean absolute, as a fraction) | {r['cost_mape']:.3f} | |",
+    ]
+
+
+def surrogate_loto_v2() -> str:
+    """``surrogate evaluate --holdout task --json`` on v2 (assets/evaluate/surrogate_loto_v2.json): per family of
+    the held-out tasks, and the means over tasks with their baselines."""
+    result = _json("evaluate/surrogate_loto_v2.json")
+    lines = ["| family of the held-out task | tau zero-shot | kNN tau | coverage 95% |", "|---|---|---|---|"]
+    for family, row in result["per_family"].items():
+        lines.append(
+            f"| {family} | {row['tau_zero_shot']:.3f} | {row['baseline_tau_knn']:.3f} | {row['coverage_95']:.3f} |"
+        )
+    return "\n".join([*lines, "", *_surrogate_means(result)])
+
+
 def surrogate_lofo_v2() -> str:
     """``surrogate evaluate --holdout family --json`` on v2 (assets/evaluate/surrogate_lofo_v2.json): per held-out
     family, and the means over tasks with their baselines."""
@@ -221,22 +252,7 @@ def surrogate_lofo_v2() -> str:
             f"{cell(row['coverage_95'])} | {cell(row['coverage_95_shared'])} | {cell(row['coverage_95_own'])} |"
         )
     r = result
-    lines += [
-        "",
-        "| mean over tasks | surrogate | baseline |",
-        "|---|---|---|",
-        f"| tau zero-shot | {r['tau_zero_shot']:.3f} | kNN {r['baseline_tau_knn']:.3f} |",
-        f"| Spearman zero-shot | {r['spearman_zero_shot']:.3f} | kNN {r['baseline_spearman_knn']:.3f} |",
-        f"| tau zero-shot, shared configs | {r['tau_zero_shot_shared']:.3f} | per-config mean "
-        f"{r['baseline_tau_mean_config']:.3f} |",
-        f"| tau after 1 epoch of every config | {r['tau_after_1']:.3f} | last value {r['baseline_tau_last_1']:.3f} |",
-        f"| tau after 3 epochs | {r['tau_after_3']:.3f} | last value {r['baseline_tau_last_3']:.3f} |",
-        f"| coverage of the 95% interval | {r['coverage_95']:.3f} | goal 0.85–0.99 |",
-        f"| top-1's recorded final val/acc | {r['top1_final']:.3f} | portfolio's top-1 "
-        f"{r['portfolio_top1_final']:.3f} |",
-        f"| tasks where top-1 ≥ portfolio's | {r['top1_at_least_portfolio_share']:.3f} | goal ≥ 0.6 |",
-        f"| cost error (mean absolute, as a fraction) | {r['cost_mape']:.3f} | |",
-    ]
+    lines += ["", *_surrogate_means(r)]
     if "tau_unobserved" in r:  # what the task's own epochs do to the configs it has not run
         lines += [
             "",
@@ -328,6 +344,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "metadata-v2": metadata_v2,
     "demo": demo,
     "surrogate-lofo-v2": surrogate_lofo_v2,
+    "surrogate-loto-v2": surrogate_loto_v2,
     "tune-vs-default-v2": tune_vs_default_v2,
 }
 
