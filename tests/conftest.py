@@ -70,11 +70,9 @@ def write_synthetic_metadataset(
                 lr = space.hyperparameters["learning_rate"].encode(config["learning_rate"])[0]
                 rank = space.hyperparameters["lora_rank"].encode(config["lora_rank"])[0]
                 rate = 0.02 + 0.8 * lr**2 + 0.1 * rank + (0.0 if config["optimizer"] == "sgd" else 0.1)
-                tokens = math.exp(features["log_train_size"]) * (
-                    features["mean_prompt_tokens"] + features["mean_answer_tokens"]
-                )  # an epoch's work: training tokens
+                example = features["mean_prompt_tokens"] + features["mean_answer_tokens"]  # tokens
+                tokens = math.exp(features["log_train_size"]) * example  # an epoch's work: training tokens
                 per_epoch = 1e-3 * tokens * (32 / config["batch_size"]) ** 0.5 * (1 + rank)
-                example = features["mean_prompt_tokens"] + features["mean_answer_tokens"]
                 per_epoch += validation_cost * math.exp(features["log_validation_size"]) * example
                 curve = [{"fidelity": 0.0, "metrics": {"val/acc": 0.0, "val/loss": 5.0}, "seconds": 0.0}]
                 for t in range(1, epochs + 1):
