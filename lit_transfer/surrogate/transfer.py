@@ -24,7 +24,7 @@ from lit_transfer.space import DEFAULT_SPACE
 from lit_transfer.surrogate.base import SurrogateModule
 from lit_transfer.surrogate.data import prefix_channels
 from lit_transfer.surrogate.experience import LIKELIHOOD_SCALES, PRIOR_MASSES, ExperienceMean
-from lit_transfer.surrogate.forecast import Forecast, task_ratio
+from lit_transfer.surrogate.forecast import Forecast, dispersion, task_ratio
 
 Observed = Sequence[tuple[Mapping[str, Any], Sequence[Mapping[str, float]]]]
 
@@ -94,10 +94,12 @@ class ExperienceSurrogate(SurrogateModule):
         seen = inputs["mask"].sum(1)  # each config's observed epochs; its values are the prefix's metric channel
         last = inputs["prefix"][..., 0].gather(1, (seen.long() - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
         with torch.no_grad():
-            likelihood, shift, ratio, runs = self._observed(observed, inputs["task"][0])
+            likelihood, shift, ratio, spread_of_runs, runs = self._observed(observed, inputs["task"][0])
             expected, spread, mass = self._experience(inputs["config"], inputs["task"][0], likelihood)
-            shift, ratio, runs = (x.expand(n) for x in (shift, ratio, runs))
-            mean, var = self.forecast(expected, spread, mass, last, seen, shift, ratio, runs, inputs["fidelity"])
+            shift, ratio, spread_of_runs, runs = (x.expand(n) for x in (shift, ratio, spread_of_runs, runs))
+            mean, var = self.forecast(
+                expected, spread, mass, last, seen, shift, ratio, runs, inputs["fidelity"], spread_of_runs
+            )  # fmt: skip
         if self.hparams.metric_range is not None:
             mean = mean.clamp(*self.hparams.metric_range)
         return mean.numpy(), var.clamp_min(1e-8).sqrt().numpy()
@@ -112,10 +114,11 @@ class ExperienceSurrogate(SurrogateModule):
     def _observed(self, observed: Observed, task: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """What the task's runs so far (each at its last epoch) say: how well each remembered task predicted them
         (the log-likelihood that reweighs the experience), then the task's mean deviation from the experience so
-        reweighed, their ratio (``task_ratio``) and how many they are."""
+        reweighed, their ratio (``task_ratio``), how much their deviations disagree (``dispersion``) and how many
+        they are."""
         pairs = [(c, curve) for c, curve in observed if len(curve)]
         if not pairs:
-            return None, torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
+            return None, torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0.0), torch.tensor(0)
         configs = self.encoding.configs([c for c, _ in pairs]).float()
         at = torch.tensor([min(len(curve), self.encoding.max_epochs) - 1 for _, curve in pairs])
         last = torch.tensor([prefix_channels(curve[-1], self.encoding.metric, 1.0)[0] for _, curve in pairs])
@@ -123,4 +126,6 @@ class ExperienceSurrogate(SurrogateModule):
         likelihood = self.experience.log_likelihood(self.experience.per_task(sums, counts), last, at)
         expected, _, _ = self._experience(configs, task, likelihood)
         at_last = expected.gather(1, at.unsqueeze(1)).squeeze(1)
-        return likelihood, (last - at_last).mean(), task_ratio(last, at_last), torch.tensor(len(pairs))
+        deviations = last - at_last
+        ratio = task_ratio(last, at_last)
+        return likelihood, deviations.mean(), ratio, dispersion(deviations), torch.tensor(len(pairs))
