@@ -262,6 +262,9 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
     assert set(summary["coverage_95_per_family"]) == {"a", "c"}
     for entry in summary["coverage_95_per_family"].values():
         assert 0.0 <= entry["before"] <= 1.0 and 0.0 <= entry["after"] <= 1.0
+    for row in summary["per_task"]:  # "before": before any observation, not the mean over 0, 1 and 3 epochs seen
+        before = summary["coverage_95_per_family"][row["task"][0]]["before"]
+        assert before == row["coverage_95_before"]
 
 
 def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():

@@ -7,8 +7,10 @@ Per held-out task:
   over the training tasks (shared configs only: the others were never recorded) and the k nearest recorded
   configs (``NearestConfigs``, k chosen on the training tasks);
 - after 1 and 3 observed epochs of every config: tau-b against taking each config's last observed value;
-- calibration: the share of not-yet-observed results inside the predicted 95% interval, for all configs, for the
-  shared ones, and for its *own* configs, which no training task ran (configs off the experience);
+- calibration: the share of not-yet-observed results inside the predicted 95% interval, before any observation
+  and after every config's first 1 and 3 epochs, for all configs, for the shared ones, and for its *own* configs,
+  which no training task ran (configs off the experience); and before any observation alone
+  (``coverage_95_before``);
 - the cost model's mean absolute percentage error, and a plain GP's zero-shot tau;
 - what ``suggest`` would have picked: the recorded final result of its top-1 zero-shot config against that of
   the portfolio's first config (the shared config with the best mean over the training tasks).
@@ -44,8 +46,8 @@ from lit_transfer.surrogate.training import SurrogateRecipe, train_surrogate
 KEYS = (
     "tau_zero_shot", "spearman_zero_shot", "tau_zero_shot_shared", "baseline_tau_mean_config", "baseline_tau_knn",
     "baseline_spearman_knn", "tau_after_1", "baseline_tau_last_1", "tau_after_3", "baseline_tau_last_3",
-    "coverage_95", "coverage_95_shared", "coverage_95_own", "cost_mape", "baseline_tau_plain_gp", "top1_final",
-    "portfolio_top1_final",
+    "coverage_95", "coverage_95_shared", "coverage_95_own", "coverage_95_before", "cost_mape", "baseline_tau_plain_gp",
+    "top1_final", "portfolio_top1_final",
 )  # fmt: skip
 FAMILY_KEYS = ("tau_zero_shot", "baseline_tau_knn", "coverage_95", "coverage_95_shared", "coverage_95_own")
 OBSERVED_EPOCHS = (0, 1, 3)
@@ -78,7 +80,7 @@ def evaluate_task(
     shared = np.array([r.config_key in recorded for r in runs])
     result: dict[str, Any] = {"task": task, "family": family, "configs": len(runs),
                               "shared_configs": int(shared.sum())}  # fmt: skip
-    inside = {"all": [], "shared": [], "own": []}
+    inside: dict[str, list[np.ndarray]] = {"all": [], "shared": [], "own": [], "before": []}
     for k in OBSERVED_EPOCHS:
         curves = [_curve(r)[:k] for r in runs]
         observed = [(r.config, c) for r, c in zip(runs, curves, strict=True)] if k else []
@@ -98,6 +100,8 @@ def evaluate_task(
             inside["all"].append(hit)
             inside["shared"].append(hit[shared])
             inside["own"].append(hit[~shared])
+            if k == 0:
+                inside["before"].append(hit)
     for name, hits in inside.items():
         joined = np.concatenate(hits)
         result["coverage_95" if name == "all" else f"coverage_95_{name}"] = (
@@ -228,7 +232,7 @@ def leave_out(
         summary[key] = _mean_by_setting(per_task, key)
     summary["coverage_95_per_family"] = {
         family: {
-            "before": _mean([r["coverage_95"] for r in per_task if r["family"] == family]),
+            "before": _mean([r["coverage_95_before"] for r in per_task if r["family"] == family]),
             "after": _mean_by_setting([r for r in per_task if r["family"] == family], "coverage_95_after")["3,3"],
         }
         for family in sorted({r["family"] for r in per_task})
