@@ -112,3 +112,30 @@ def test_feature_correlations_report_rho_and_p_and_set_aside_constant_features(t
     assert len(set(rates)) > 1  # the tasks' own configs make their best configs differ
     assert row["learning_rate"] == pytest.approx(expected.statistic, abs=1e-3)
     assert p["learning_rate"] == pytest.approx(expected.pvalue, abs=1e-4)
+
+
+def test_first_epoch_neighbours_choose_the_remembered_tasks_that_showed_the_same_epochs(tmp_path):
+    """A remembered task whose first epochs match the new task's is among the 3 chosen and weighs most; the
+    hindsight choice follows the recorded finals; the whole comparison runs on a meta-dataset of several families."""
+    from conftest import load_tool, write_synthetic_metadataset
+
+    tool = load_tool("first_epoch_neighbours")
+    configs = ["c0", "c1", "c2", "c3"]
+    finals = {"new": dict(zip(configs, (0.9, 0.1, 0.5, 0.3), strict=True)),
+              "twin": dict(zip(configs, (0.8, 0.2, 0.6, 0.1), strict=True)),
+              **{f"far{i}": dict(zip(configs, (0.1, 0.9, 0.2, 0.8), strict=True)) for i in range(4)}}  # fmt: skip
+    acc = {t: {c: [finals[t][c] / 2, finals[t][c]] for c in configs} for t in finals}
+    acc["twin"] = {c: list(v) for c, v in acc["new"].items()}  # the same first epochs as the new task
+    loss = {t: {c: [1.0 - a for a in acc[t][c]] for c in configs} for t in finals}
+    data = ({t: t for t in finals}, finals, acc, loss, dict.fromkeys(finals, 1.0))
+    others = [t for t in finals if t != "new"]
+    chosen = tool.choices("new", others, ["c0", "c1"], 2, data)
+    for kind in ("acc", "loss", "loss_spread"):
+        assert "twin" in chosen[f"{kind}_top3"]
+        assert max(chosen[f"{kind}_soft"], key=chosen[f"{kind}_soft"].get) == "twin"
+    assert "twin" in chosen["oracle_top3"] and "loss_spread_top3" not in tool.choices("new", others, ["c0"], 2, data)
+    path = write_synthetic_metadataset(tmp_path / "m.sqlite", tasks=("a-l1-n64", "a-l2-n64", "b-l1-n64", "c-l1-n64"),
+                                       configs=12, own=0)  # fmt: skip
+    result = tool.compare(str(path))
+    assert set(result["mean_config"]) == {"1,1", "1,3", "2,2", "3,3"}
+    assert all(-1.0 <= v <= 1.0 for by in result.values() for v in by.values())

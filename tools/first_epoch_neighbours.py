@@ -1,0 +1,124 @@
+"""Can a new kind of task's first epochs tell which remembered tasks rank the configs it has not run alike?
+
+Each task of a meta-dataset in turn is new; its family's other tasks are left out. The portfolio's first ``n``
+configs (the shared configs by their mean final over the remembered tasks) run ``k`` epochs. The configs not run
+are then ranked by their mean final over remembered tasks chosen from what those epochs showed, and Kendall's tau
+against the task's recorded finals is averaged over tasks, for each way of choosing:
+
+- ``mean_config``: every remembered task alike (the portfolio's order);
+- ``<signature>_top3``: the 3 remembered tasks whose signature is closest; ``<signature>_soft``: every remembered
+  task weighted by exp(-distance / median distance / 0.5);
+- signatures: ``acc`` (val/acc of the configs run at the epochs observed), ``loss`` (their validation loss over the
+  task's zero-shot loss, log: continuous where exact-match accuracy is still flat), ``loss_spread`` (the same, less
+  its mean over the configs run: how the configs differ, not how hard the task is);
+- ``oracle_top3``: the 3 remembered tasks whose recorded finals correlate best with the task's (hindsight: the
+  headroom).
+
+    python tools/first_epoch_neighbours.py --metadataset assets/metadata/v2.sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import numpy as np
+
+from lit_transfer.metadataset.store import MetaDataset
+from lit_transfer.metadataset.summary import final_score
+from lit_transfer.resources import SHIPPED_METADATASET
+from lit_transfer.surrogate.metrics import tau
+
+SETTINGS = ((1, 1), (1, 3), (2, 2), (3, 3))  # (configs run, epochs each), as ``surrogate evaluate`` measures
+NEIGHBOURS = 3
+SOFTNESS = 0.5
+
+
+def load(path: str) -> tuple[dict, dict, dict, dict, dict]:
+    """Per task: its family, final per config, val/acc and val/loss curves per config, and its zero-shot loss."""
+    finals, acc, loss, zero_shot = {}, {}, {}, {}
+    with MetaDataset(path) as store:
+        families = store.families()
+        for run in store.runs():
+            if run.status != "ok":
+                continue
+            points = [p for p in run.curve if p["fidelity"] > 0]
+            finals.setdefault(run.task, {})[run.config_key] = final_score(run)
+            acc.setdefault(run.task, {})[run.config_key] = [p["metrics"].get("val/acc") or 0.0 for p in points]
+            loss.setdefault(run.task, {})[run.config_key] = [p["metrics"]["val/loss"] for p in points]
+            zero_shot[run.task] = next(p["metrics"]["val/loss"] for p in run.curve if p["fidelity"] == 0)
+    return families, finals, acc, loss, zero_shot
+
+
+def signature(kind: str, task: str, ran: list[str], k: int, acc: dict, loss: dict, zero_shot: dict) -> np.ndarray:
+    """What the ``ran`` configs' first ``k`` epochs showed of ``task``, as ``kind`` (see the module's text)."""
+    if kind == "acc":
+        return np.array([acc[task][c][:k] for c in ran])
+    relative = np.log(np.array([loss[task][c][:k] for c in ran]) / zero_shot[task])
+    return relative - relative.mean(0) if kind == "loss_spread" else relative
+
+
+def ranked(weights: dict[str, float], rest: list[str], finals: dict) -> list[float]:
+    """The configs not run, as the weighted remembered tasks' mean final."""
+    total = sum(weights.values())
+    return [sum(w * finals[t][c] for t, w in weights.items()) / total for c in rest]
+
+
+def choices(task: str, others: list[str], ran: list[str], k: int, data: tuple) -> dict[str, dict[str, float]]:
+    """Each way of choosing remembered tasks (weights per task) after the ``ran`` configs' first ``k`` epochs."""
+    _, finals, acc, loss, zero_shot = data
+    shared = list(finals[task])
+    hindsight = {t: float(np.nan_to_num(np.corrcoef([finals[t].get(c, 0.0) for c in shared],
+                                                    [finals[task][c] for c in shared])[0, 1]))
+                 for t in others}  # fmt: skip
+    out = {"mean_config": dict.fromkeys(others, 1.0),
+           "oracle_top3": dict.fromkeys(sorted(others, key=lambda t: -hindsight[t])[:NEIGHBOURS], 1.0)}  # fmt: skip
+    for kind in ("acc", "loss", "loss_spread"):
+        if kind == "loss_spread" and len(ran) < 2:
+            continue  # one config has nothing to differ from
+        own = signature(kind, task, ran, k, acc, loss, zero_shot)
+        distance = {t: float(((own - signature(kind, t, ran, k, acc, loss, zero_shot)) ** 2).sum()) for t in others}
+        out[f"{kind}_top3"] = dict.fromkeys(sorted(others, key=lambda t: (distance[t], t))[:NEIGHBOURS], 1.0)
+        scale = statistics.median(distance.values()) + 1e-12
+        out[f"{kind}_soft"] = {t: float(np.exp(-distance[t] / scale / SOFTNESS)) for t in others}
+    return out
+
+
+def compare(path: str = SHIPPED_METADATASET) -> dict[str, dict[str, float]]:
+    """Mean tau of the configs not run, per way of choosing remembered tasks and per setting "n,k"."""
+    data = load(path)
+    families, finals = data[0], data[1]
+    scores: dict[str, dict[str, list[float]]] = {}
+    for task in sorted(finals):
+        others = [t for t in finals if families[t] != families[task]]
+        shared = sorted(k for k in finals[task] if all(k in finals[t] for t in others))
+        if not others or len(shared) < max(n for n, _ in SETTINGS) + 2:
+            continue
+        mean = {c: statistics.mean(finals[t][c] for t in others) for c in shared}
+        order = sorted(shared, key=lambda c: (-mean[c], c))
+        view = (families, {**finals, task: {c: finals[task][c] for c in shared}}, *data[2:])
+        for n, k in SETTINGS:
+            ran = order[:n]
+            rest = [c for c in shared if c not in ran]
+            actual = [finals[task][c] for c in rest]
+            for name, weights in choices(task, others, ran, k, view).items():
+                predicted = ranked(weights, rest, finals)
+                scores.setdefault(name, {}).setdefault(f"{n},{k}", []).append(tau(predicted, actual))
+    return {name: {s: statistics.mean(v) for s, v in by.items()} for name, by in scores.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
+    args = parser.parse_args()
+    result = compare(args.metadataset)
+    settings = [f"{n},{k}" for n, k in SETTINGS]
+    print(f"{'chosen by':>18} " + " ".join(f"{s:>6}" for s in settings))
+    for name, by in result.items():
+        print(f"{name:>18} " + " ".join(f"{by[s]:6.3f}" if s in by else f"{'-':>6}" for s in settings))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
