@@ -11,8 +11,8 @@ against the task's recorded finals is averaged over tasks, for each way of choos
 - signatures: ``acc`` (val/acc of the configs run at the epochs observed), ``loss`` (their validation loss over the
   task's zero-shot loss, log: continuous where exact-match accuracy is still flat), ``loss_spread`` (the same, less
   its mean over the configs run: how the configs differ, not how hard the task is);
-- ``oracle_top3``: the 3 remembered tasks whose recorded finals correlate best with the task's (hindsight: the
-  headroom).
+- ``oracle_top3``: the 3 other-family tasks whose recorded finals correlate best with the task's, as the
+  ``oracle_neighbours`` reference of ``evaluate`` chooses them (hindsight: the headroom).
 
     python tools/first_epoch_neighbours.py --metadataset assets/metadata/v2.sqlite
 """
@@ -25,6 +25,8 @@ import statistics
 
 import numpy as np
 
+from lit_transfer.evaluation.references import nearest_tasks
+from lit_transfer.evaluation.surrogate_baselines import mean_config_scores
 from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.metadataset.summary import final_score
 from lit_transfer.resources import SHIPPED_METADATASET
@@ -66,14 +68,9 @@ def ranked(weights: dict[str, float], rest: list[str], finals: dict) -> list[flo
 
 
 def choices(task: str, others: list[str], ran: list[str], k: int, data: tuple) -> dict[str, dict[str, float]]:
-    """Each way of choosing remembered tasks (weights per task) after the ``ran`` configs' first ``k`` epochs."""
-    _, finals, acc, loss, zero_shot = data
-    shared = list(finals[task])
-    hindsight = {t: float(np.nan_to_num(np.corrcoef([finals[t].get(c, 0.0) for c in shared],
-                                                    [finals[task][c] for c in shared])[0, 1]))
-                 for t in others}  # fmt: skip
-    out = {"mean_config": dict.fromkeys(others, 1.0),
-           "oracle_top3": dict.fromkeys(sorted(others, key=lambda t: -hindsight[t])[:NEIGHBOURS], 1.0)}  # fmt: skip
+    """Each way of choosing remembered tasks from the ``ran`` configs' first ``k`` epochs (weights per task)."""
+    _, _, acc, loss, zero_shot = data
+    out = {}
     for kind in ("acc", "loss", "loss_spread"):
         if kind == "loss_spread" and len(ran) < 2:
             continue  # one config has nothing to differ from
@@ -95,14 +92,16 @@ def compare(path: str = SHIPPED_METADATASET) -> dict[str, dict[str, float]]:
         shared = sorted(k for k in finals[task] if all(k in finals[t] for t in others))
         if not others or len(shared) < max(n for n, _ in SETTINGS) + 2:
             continue
-        mean = {c: statistics.mean(finals[t][c] for t in others) for c in shared}
+        remembered = {t: finals[t] for t in [task, *others]}
+        mean = dict(zip(shared, mean_config_scores(remembered, task, shared), strict=True))
         order = sorted(shared, key=lambda c: (-mean[c], c))
-        view = (families, {**finals, task: {c: finals[task][c] for c in shared}}, *data[2:])
+        fixed = {"mean_config": dict.fromkeys(others, 1.0),  # the same for every setting
+                 "oracle_top3": dict.fromkeys(nearest_tasks(task, finals, families, NEIGHBOURS), 1.0)}  # fmt: skip
         for n, k in SETTINGS:
             ran = order[:n]
             rest = [c for c in shared if c not in ran]
             actual = [finals[task][c] for c in rest]
-            for name, weights in choices(task, others, ran, k, view).items():
+            for name, weights in {**fixed, **choices(task, others, ran, k, data)}.items():
                 predicted = ranked(weights, rest, finals)
                 scores.setdefault(name, {}).setdefault(f"{n},{k}", []).append(tau(predicted, actual))
     return {name: {s: statistics.mean(v) for s, v in by.items()} for name, by in scores.items()}
