@@ -216,3 +216,29 @@ def test_references_use_the_held_out_tasks_results_and_are_never_ranked(lofo):
     assert own_order(finals["new"]) == ["a", "b", "d", "c"]
     assert nearest_tasks("new", finals, fams, k=2) == ["like", "like2"]
     assert neighbours_order("new", ["like", "like2"], finals) == ["a", "b", "d", "c"]
+
+
+def test_cross_fitted_neighbours_rank_a_config_without_its_own_final():
+    """``oracle_neighbours`` chooses its tasks on the configs it then ranks; the cross-fitted reference ranks each
+    half by tasks chosen from the other half, so a config's own final never moves it within its half."""
+    from lit_transfer.evaluation.references import cross_fitted_order, nearest_tasks, neighbours_order
+
+    rng = np.random.default_rng(0)
+    keys = [f"c{i}" for i in range(8)]
+    finals = {f"t{j}": dict(zip(keys, rng.random(8).tolist(), strict=True)) for j in range(10)}
+    families = {task: task for task in finals}  # every task its own family
+    half = keys[0::2]  # ranked by tasks chosen from the other half's finals
+
+    def within(order: list[str]) -> list[str]:
+        return [key for key in order if key in half]
+
+    before = cross_fitted_order("t0", finals, families)
+    in_sample_before = neighbours_order("t0", nearest_tasks("t0", finals, families), finals)
+    assert sorted(before) == keys  # every config shared with every task here
+    moved_in_sample = 0
+    for _ in range(20):
+        changed = {**finals, "t0": {**finals["t0"], **dict(zip(half, rng.random(4).tolist(), strict=True))}}
+        assert within(cross_fitted_order("t0", changed, families)) == within(before)
+        in_sample = neighbours_order("t0", nearest_tasks("t0", changed, families), changed)
+        moved_in_sample += within(in_sample) != within(in_sample_before)
+    assert moved_in_sample > 0  # the in-sample reference does move: what the cross-fitted one removes
