@@ -12,7 +12,10 @@ against the task's recorded finals is averaged over tasks, for each way of choos
   task's zero-shot loss, log: continuous where exact-match accuracy is still flat), ``loss_spread`` (the same, less
   its mean over the configs run: how the configs differ, not how hard the task is);
 - ``oracle_top3``: the 3 other-family tasks whose recorded finals correlate best with the task's, as the
-  ``oracle_neighbours`` reference of ``evaluate`` chooses them (hindsight: the headroom).
+  ``oracle_neighbours`` reference of ``evaluate`` chooses them (hindsight, and chosen on the very configs ranked);
+- ``oracle_top3_cross_fitted``: as ``evaluate``'s ``oracle_neighbours_cross_fitted``, each config ranked by the
+  3 tasks chosen from the finals of the other half of the task's configs: the headroom without the configs' own
+  finals choosing the tasks that rank them.
 
     python tools/first_epoch_neighbours.py --metadataset assets/metadata/v2.sqlite
 """
@@ -25,7 +28,7 @@ import statistics
 
 import numpy as np
 
-from lit_transfer.evaluation.references import nearest_tasks
+from lit_transfer.evaluation.references import cross_fitted_means, nearest_tasks
 from lit_transfer.evaluation.surrogate_baselines import mean_config_scores
 from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.metadataset.summary import final_score
@@ -97,6 +100,7 @@ def compare(path: str = SHIPPED_METADATASET) -> dict[str, dict[str, float]]:
         order = sorted(shared, key=lambda c: (-mean[c], c))
         fixed = {"mean_config": dict.fromkeys(others, 1.0),  # the same for every setting
                  "oracle_top3": dict.fromkeys(nearest_tasks(task, finals, families, NEIGHBOURS), 1.0)}  # fmt: skip
+        cross_fitted = cross_fitted_means(task, finals, families)
         for n, k in SETTINGS:
             ran = order[:n]
             rest = [c for c in shared if c not in ran]
@@ -104,6 +108,8 @@ def compare(path: str = SHIPPED_METADATASET) -> dict[str, dict[str, float]]:
             for name, weights in {**fixed, **choices(task, others, ran, k, data)}.items():
                 predicted = ranked(weights, rest, finals)
                 scores.setdefault(name, {}).setdefault(f"{n},{k}", []).append(tau(predicted, actual))
+            predicted = [cross_fitted[c] for c in rest]
+            scores.setdefault("oracle_top3_cross_fitted", {}).setdefault(f"{n},{k}", []).append(tau(predicted, actual))
     return {name: {s: statistics.mean(v) for s, v in by.items()} for name, by in scores.items()}
 
 
@@ -113,9 +119,9 @@ def main() -> None:
     args = parser.parse_args()
     result = compare(args.metadataset)
     settings = [f"{n},{k}" for n, k in SETTINGS]
-    print(f"{'chosen by':>18} " + " ".join(f"{s:>6}" for s in settings))
+    print(f"{'chosen by':>24} " + " ".join(f"{s:>6}" for s in settings))
     for name, by in result.items():
-        print(f"{name:>18} " + " ".join(f"{by[s]:6.3f}" if s in by else f"{'-':>6}" for s in settings))
+        print(f"{name:>24} " + " ".join(f"{by[s]:6.3f}" if s in by else f"{'-':>6}" for s in settings))
     print(json.dumps(result))
 
 

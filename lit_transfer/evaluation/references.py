@@ -60,14 +60,23 @@ def neighbours_order(task: str, neighbours: Sequence[str], finals: Mapping[str, 
     return sorted(mean, key=lambda key: (-mean[key], key))
 
 
-def cross_fitted_order(task: str, finals: Mapping[str, Mapping[str, float]], families: Mapping[str, str]) -> list[str]:
-    """``task``'s config keys, each half by the neighbours chosen from the other half's finals (see the module)."""
+def cross_fitted_means(
+    task: str, finals: Mapping[str, Mapping[str, float]], families: Mapping[str, str]
+) -> dict[str, float]:
+    """Each of ``task``'s config keys scored by the mean final of the neighbours chosen from the other half's
+    finals (see the module); keys some neighbour did not run are left out."""
     keys = sorted(finals[task])
     halves = (keys[0::2], keys[1::2])
     mean: dict[str, float] = {}
     for half, other in (halves, halves[::-1]):
         seen = {**finals, task: {key: finals[task][key] for key in other}}
         mean |= neighbours_means(half, nearest_tasks(task, seen, families), finals)
+    return mean
+
+
+def cross_fitted_order(task: str, finals: Mapping[str, Mapping[str, float]], families: Mapping[str, str]) -> list[str]:
+    """``task``'s config keys by their cross-fitted neighbours' mean final, best first (ties by key)."""
+    mean = cross_fitted_means(task, finals, families)
     return sorted(mean, key=lambda key: (-mean[key], key))
 
 
