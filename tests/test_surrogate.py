@@ -265,6 +265,28 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
     for row in summary["per_task"]:  # "before": before any observation, not the mean over 0, 1 and 3 epochs seen
         before = summary["coverage_95_per_family"][row["task"][0]]["before"]
         assert before == row["coverage_95_before"]
+        assert "interval_multiples_before" not in row  # pooled per family, not written per task
+    one = summary["coverage_95_before_one_width"]
+    assert set(summary["coverage_95_before_width_per_family"]) == {"a", "c"} and one["families"] == 2
+    as_stated = sum(0.85 <= e["before"] <= 0.99 for e in summary["coverage_95_per_family"].values())
+    assert one["families_inside_as_stated"] == as_stated <= one["families_inside"]
+
+
+def test_one_width_finds_the_multiple_that_fits_most_families_and_says_when_none_fits_all():
+    """Two families whose errors need intervals 1x and 3x as wide as stated: no one multiple puts both within
+    0.85-0.99, and each family's range says why; two alike families are both met by one multiple."""
+    from lit_transfer.evaluation.surrogate_quality import one_width
+
+    rng = np.random.default_rng(0)
+    calm, wild = np.abs(rng.normal(0, 0.5, 4000)), np.abs(rng.normal(0, 1.5, 4000))  # stated 1.96 sd: z/1.96
+    apart = one_width({"calm": calm, "wild": wild})
+    assert apart["coverage_95_before_one_width"]["families_inside"] == 1
+    width = apart["coverage_95_before_width_per_family"]
+    assert width["calm"]["for_0.99"] < width["wild"]["for_0.85"]  # the ranges do not overlap
+    assert width["calm"]["for_0.85"] == pytest.approx(np.quantile(calm, 0.85))
+    alike = one_width({"calm": calm, "also_calm": np.abs(rng.normal(0, 0.5, 4000))})["coverage_95_before_one_width"]
+    assert alike["families_inside"] == 2 and alike["families_inside_as_stated"] == 2
+    assert alike["multiple"] == 1.0  # the stated width already fits both: kept
 
 
 def test_nearest_configs_baseline_chooses_k_on_the_recorded_tasks():

@@ -22,7 +22,11 @@ Per held-out task:
   coverage of the 95% intervals of every epoch not yet seen after those observations (``coverage_95_after``).
 Means over held-out tasks, and per family (``coverage_95_per_family``: before any observation and after the portfolio's
 first 3 configs ran 3 epochs each); ``top1_at_least_portfolio_share``: on how many held-out tasks the top-1
-suggestion did at least as well as the portfolio's.
+suggestion did at least as well as the portfolio's. Whether one width of interval could serve every family before
+any observation: per family, the multiples of the stated 95% intervals that would cover 85% and 99% of what
+followed (``coverage_95_before_width_per_family``), and the multiple that puts the most families within 0.85-0.99
+(``coverage_95_before_one_width``): where the families' ranges do not overlap, no recalibration of a width shared
+by every new kind of task meets that goal; only telling the families apart before their first epoch would.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def evaluate_task(
     result: dict[str, Any] = {"task": task, "family": family, "configs": len(runs),
                               "shared_configs": int(shared.sum())}  # fmt: skip
     inside: dict[str, list[np.ndarray]] = {"all": [], "shared": [], "own": [], "before": []}
+    multiples: list[np.ndarray] = []  # before any observation: |error| over the stated 95% half-width
     for k in OBSERVED_EPOCHS:
         curves = [_curve(r)[:k] for r in runs]
         observed = [(r.config, c) for r, c in zip(runs, curves, strict=True)] if k else []
@@ -102,11 +107,13 @@ def evaluate_task(
             inside["own"].append(hit[~shared])
             if k == 0:
                 inside["before"].append(hit)
+                multiples.append(np.abs(truth - mean) / np.maximum(1.96 * std, 1e-12))
     for name, hits in inside.items():
         joined = np.concatenate(hits)
         result["coverage_95" if name == "all" else f"coverage_95_{name}"] = (
             float(joined.mean()) if len(joined) else None
         )
+    result["interval_multiples_before"] = np.concatenate(multiples)  # pooled per family, then dropped
     seconds = np.array([seconds_per_epoch(r.curve) for r in runs])
     result["cost_mape"] = float(np.mean(np.abs(cost.predict_seconds(configs, features) - seconds) / seconds))
     if shared.sum() > 1:
@@ -220,9 +227,12 @@ def leave_out(
                 " ".join(
                     f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                     for k, v in per_task[-1].items()
-                    if not isinstance(v, dict)
+                    if not isinstance(v, dict | np.ndarray)
                 )
             )
+    multiples: dict[str, list[np.ndarray]] = {}
+    for r in per_task:
+        multiples.setdefault(r["family"], []).append(r.pop("interval_multiples_before"))
     summary: dict[str, Any] = {"holdout": holdout, **{k: _mean([r[k] for r in per_task]) for k in KEYS}}
     compared = [r for r in per_task if r["portfolio_top1_final"] is not None]
     summary["top1_at_least_portfolio_share"] = (
@@ -237,12 +247,38 @@ def leave_out(
         }
         for family in sorted({r["family"] for r in per_task})
     }
+    summary.update(one_width({family: np.concatenate(m) for family, m in multiples.items()}))
     summary["per_family"] = {
         family: {k: _mean([r[k] for r in per_task if r["family"] == family]) for k in FAMILY_KEYS}
         for family in sorted({r["family"] for r in per_task})
     }
     summary["per_task"] = per_task
     return summary
+
+
+def one_width(multiples: Mapping[str, np.ndarray], low: float = 0.85, high: float = 0.99) -> dict[str, Any]:
+    """Per family, the multiples of the stated intervals that cover ``low`` and ``high`` of its results
+    (``multiples``: |error| over the stated half-width, per family), and the one multiple, tried at every value
+    observed, that puts the most families within ``low``-``high``."""
+    width = {
+        family: {f"for_{low:g}": float(np.quantile(m, low)), f"for_{high:g}": float(np.quantile(m, high))}
+        for family, m in sorted(multiples.items())
+    }
+
+    def inside(multiple: float) -> int:
+        return sum(low <= float(np.mean(m <= multiple)) <= high for m in multiples.values())
+
+    candidates = sorted({1.0, *np.concatenate(list(multiples.values())).tolist()})
+    best = max(candidates, key=lambda q: (inside(q), -abs(np.log(max(q, 1e-12)))))  # ties: nearest the stated
+    return {
+        "coverage_95_before_width_per_family": width,
+        "coverage_95_before_one_width": {
+            "multiple": best,
+            "families_inside": inside(best),
+            "families_inside_as_stated": inside(1.0),
+            "families": len(multiples),
+        },
+    }
 
 
 def _cell(value: float | None, bold: bool = False) -> str:
