@@ -3,11 +3,13 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
 from lit_transfer.metadataset.summary import summarize
 from lit_transfer.space import SearchSpace
+from lit_transfer.surrogate.metrics import tau
 
 SPACE = SearchSpace.from_yaml()
 CONFIGS = [SPACE.default(), *SPACE.sample(4, seed=0)]
@@ -141,4 +143,13 @@ def test_first_epoch_neighbours_choose_the_remembered_tasks_that_showed_the_same
     settings = {"1,1", "1,3", "2,2", "3,3"}
     for name in ("mean_config", "oracle_top3", "oracle_top3_cross_fitted"):  # chosen once per task
         assert set(result[name]) == settings
+    half = tool.halves(str(path))
+    assert set(half) == {"mean_config", "oracle_top3_cross_fitted", "own_gp", "mean_config_plus_own_gp"}
+    assert all(-1.0 <= v <= 1.0 for v in half.values())
+    # the task's own GP learns what depends smoothly on the config: a result that rises with one input is ranked
+    rng = np.random.default_rng(0)
+    encoded = {f"k{i}": rng.random(5) for i in range(24)}
+    train = {k: float(v[0] + 0.5 * v[1]) for k, v in list(encoded.items())[:16]}
+    query = list(encoded)[16:]
+    assert tau(tool.own_gp(train, query, encoded), [encoded[k][0] + 0.5 * encoded[k][1] for k in query]) > 0.8
     assert all(-1.0 <= v <= 1.0 for by in result.values() for v in by.values())

@@ -17,6 +17,13 @@ against the task's recorded finals is averaged over tasks, for each way of choos
   3 tasks chosen from the finals of the other half of the task's configs: the headroom without the configs' own
   finals choosing the tasks that rank them.
 
+A second comparison asks what more the task's own results could teach, given far more of them than its first
+epochs: half of its recorded finals (alternate keys, as the cross-fitted reference splits them). Each half's shared
+configs are ranked from the other half's finals, and tau is averaged over both halves and the tasks:
+``mean_config``; ``oracle_top3_cross_fitted``; ``own_gp``, a GP over the encoded configs (the plain GP baseline's
+Matérn kernel, one length scale per input) fitted to the other half's finals; ``mean_config_plus_own_gp``, the
+per-config mean plus such a GP fitted to the other half's deviations from it.
+
     python tools/first_epoch_neighbours.py --metadataset assets/metadata/v2.sqlite
 """
 
@@ -27,12 +34,14 @@ import json
 import statistics
 
 import numpy as np
+import torch
 
 from lit_transfer.evaluation.references import cross_fitted_means, nearest_tasks
-from lit_transfer.evaluation.surrogate_baselines import mean_config_scores
+from lit_transfer.evaluation.surrogate_baselines import fit_exact_gp, mean_config_scores
 from lit_transfer.metadataset.store import MetaDataset
 from lit_transfer.metadataset.summary import final_score
 from lit_transfer.resources import SHIPPED_METADATASET
+from lit_transfer.space import SearchSpace
 from lit_transfer.surrogate.metrics import tau
 
 SETTINGS = ((1, 1), (1, 3), (2, 2), (3, 3))  # (configs run, epochs each), as ``surrogate evaluate`` measures
@@ -113,6 +122,48 @@ def compare(path: str = SHIPPED_METADATASET) -> dict[str, dict[str, float]]:
     return {name: {s: statistics.mean(v) for s, v in by.items()} for name, by in scores.items()}
 
 
+def own_gp(train: dict[str, float], query: list[str], encoded: dict[str, np.ndarray]) -> list[float]:
+    """A GP over the encoded configs fitted to ``train`` (config key -> value), its mean at the ``query`` keys."""
+    x = torch.tensor(np.array([encoded[c] for c in train]), dtype=torch.float64)
+    y = torch.tensor(list(train.values()), dtype=torch.float64)
+    model = fit_exact_gp(x, y)
+    with torch.no_grad():
+        return model(torch.tensor(np.array([encoded[c] for c in query]), dtype=torch.float64)).mean.tolist()
+
+
+def halves(path: str = SHIPPED_METADATASET, space: SearchSpace | None = None) -> dict[str, float]:
+    """Mean tau of each half's shared configs ranked from the other half of the task's recorded finals."""
+    space = space or SearchSpace.from_yaml()
+    with MetaDataset(path) as store:
+        encoded = {run.config_key: space.encode(run.config) for run in store.runs() if run.status == "ok"}
+    families, finals = load(path)[:2]
+    scores: dict[str, list[float]] = {}
+    for task in sorted(finals):
+        others = [t for t in finals if families[t] != families[task]]
+        shared = {k for k in finals[task] if others and all(k in finals[t] for t in others)}
+        mean = dict(zip(sorted(shared), mean_config_scores(finals, task, sorted(shared)), strict=True))
+        cross_fitted = cross_fitted_means(task, finals, families)
+        keys = sorted(finals[task])
+        for half, other in ((keys[0::2], keys[1::2]), (keys[1::2], keys[0::2])):
+            query = [k for k in half if k in shared]
+            if len(query) < 2:
+                continue
+            seen = {k: finals[task][k] for k in other}
+            actual = [finals[task][k] for k in query]
+            deviations = {k: v - mean[k] for k, v in seen.items() if k in shared}
+            predicted = {
+                "mean_config": [mean[k] for k in query],
+                "oracle_top3_cross_fitted": [cross_fitted[k] for k in query],
+                "own_gp": own_gp(seen, query, encoded),
+                "mean_config_plus_own_gp": [
+                    mean[k] + g for k, g in zip(query, own_gp(deviations, query, encoded), strict=True)
+                ],
+            }
+            for name, values in predicted.items():
+                scores.setdefault(name, []).append(tau(values, actual))
+    return {name: statistics.mean(values) for name, values in scores.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metadataset", default=SHIPPED_METADATASET)
@@ -122,7 +173,11 @@ def main() -> None:
     print(f"{'chosen by':>24} " + " ".join(f"{s:>6}" for s in settings))
     for name, by in result.items():
         print(f"{name:>24} " + " ".join(f"{by[s]:6.3f}" if s in by else f"{'-':>6}" for s in settings))
-    print(json.dumps(result))
+    half = halves(args.metadataset)
+    print("\nfrom half of the task's finals, tau of the other half's shared configs:")
+    for name, value in half.items():
+        print(f"{name:>24} {value:6.3f}")
+    print(json.dumps({"first_epochs": result, "halves": half}))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,22 @@ class _ExactGP(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
+def fit_exact_gp(x: torch.Tensor, y: torch.Tensor, iterations: int = 150, seed: int = 0) -> _ExactGP:
+    """An exact GP (Matérn 5/2, one length scale per input) fitted to ``x``, ``y`` by marginal likelihood; in eval
+    mode."""
+    with torch.random.fork_rng():  # beyond 800 points gpytorch draws random probe vectors: ours, seeded
+        torch.manual_seed(seed)
+        model = _ExactGP(x, y)
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        for _ in range(iterations):
+            optimizer.zero_grad()
+            (-mll(model(x), y)).backward()
+            optimizer.step()
+    return model.eval()
+
+
 class PlainGP:
     """A GP without a learned feature extractor, fitted by marginal likelihood on ``max_points`` examples."""
 
@@ -59,17 +75,7 @@ class PlainGP:
         batch = torch.utils.data.default_collate([examples[i] for i in chosen])
         self.x, self.y = flat_inputs(batch, normalize_task), batch["target"]
         self.seed = seed
-        with torch.random.fork_rng():  # beyond 800 points gpytorch draws random probe vectors: ours, seeded
-            torch.manual_seed(seed)
-            self.model = _ExactGP(self.x, self.y)
-            self.model.train()
-            optimizer = torch.optim.Adam(self.model.parameters(), lr=0.05)
-            mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.model.likelihood, self.model)
-            for _ in range(iterations):
-                optimizer.zero_grad()
-                (-mll(self.model(self.x), self.y)).backward()
-                optimizer.step()
-        self.model.eval()
+        self.model = fit_exact_gp(self.x, self.y, iterations, seed)
 
     def predict(
         self, inputs: Mapping[str, torch.Tensor], context: Mapping[str, torch.Tensor] | None = None
