@@ -1,7 +1,8 @@
 """Tuning methods behind one ask/tell interface (``TuningMethod``), each with a spec (``MethodSpec``) that owns its
 options and builds it, the same way for the evaluation (replay) and for real tuning: ``base`` (the interface and
 observations), ``spec`` (specs, their registry and the context they build from), ``baselines`` (zero-shot, default,
-portfolio, random), ``surrogate`` (Transfer, QuickTune, DyHPO), ``optuna_tpe`` and ``dehb``."""
+portfolio, random), ``surrogate`` (Transfer, QuickTune, DyHPO), ``greedy_portfolio``,
+``portfolio_halving``, ``optuna_tpe`` and ``dehb``."""
 
 from lit_transfer.tune.methods.base import Trial, TuningMethod
 from lit_transfer.tune.methods.baselines import (
