@@ -15,6 +15,7 @@ from lit_transfer.space import PipelineConfig, SearchSpace
 from lit_transfer.surrogate import MetaDataModule, PerformanceSurrogate
 from lit_transfer.tune.loop import Budget, load_state, run_tuning
 from lit_transfer.tune.methods import DEHB, OptunaTPE, Portfolio, RandomSearch, Transfer
+from lit_transfer.tune.methods.portfolio_halving import PortfolioHalving
 from lit_transfer.tune.replay import ReplayEvaluator
 
 SPACE = SearchSpace.from_yaml()
@@ -65,13 +66,14 @@ def methods(evaluator, features, perf, synthetic_metadataset, tmp_path):
     return {
         "transfer": lambda: Transfer(SPACE, candidates, perf, features),
         "portfolio": lambda: Portfolio(SPACE, portfolio(synthetic_metadataset, exclude=["t3"])),
+        "portfolio_halving": lambda: PortfolioHalving(SPACE, portfolio(synthetic_metadataset, exclude=["t3"])),
         "random": lambda: RandomSearch(SPACE, candidates, seed=1),
         "optuna_tpe": lambda: OptunaTPE(SPACE, candidates, seed=1, storage=str(tmp_path / "optuna.journal")),
         "dehb": lambda: DEHB(SPACE, candidates, seed=1),
     }
 
 
-@pytest.mark.parametrize("name", ["transfer", "portfolio", "random", "optuna_tpe", "dehb"])
+@pytest.mark.parametrize("name", ["transfer", "portfolio", "portfolio_halving", "random", "optuna_tpe", "dehb"])
 def test_four_workers_spend_the_budget_exactly_with_distinct_configs_in_flight(
     name, task, perf, synthetic_metadataset, tmp_path
 ):
