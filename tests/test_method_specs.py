@@ -9,7 +9,10 @@ from lit_transfer.space import SearchSpace
 from lit_transfer.tune.methods import MethodContext, MethodSpec, TuningMethod, method_spec, registry
 from lit_transfer.tune.replay import ReplayEvaluator
 
-SHIPPED = ("transfer", "quicktune", "dyhpo", "portfolio", "default", "zero_shot", "random", "optuna_tpe", "dehb")
+SHIPPED = (
+    "transfer", "quicktune", "dyhpo", "portfolio", "greedy_portfolio", "portfolio_halving", "default", "zero_shot",
+    "random", "optuna_tpe", "dehb",
+)  # fmt: skip
 
 
 def test_every_shipped_method_is_registered_with_what_evaluate_needs():
