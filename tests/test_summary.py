@@ -143,6 +143,11 @@ def test_first_epoch_neighbours_choose_the_remembered_tasks_that_showed_the_same
     settings = {"1,1", "1,3", "2,2", "3,3"}
     for name in ("mean_config", "oracle_top3", "oracle_top3_cross_fitted"):  # chosen once per task
         assert set(result[name]) == settings
+    # what a new task may draw on: other families only (its own family's results would leak into the baselines)
+    kin = {"new": {"c0": 0.1, "c1": 0.9}, "kin": {"c0": 1.0, "c1": 0.0}, "far": {"c0": 0.2, "c1": 0.6}}
+    assert tool.remembered("new", kin, {"new": "x", "kin": "x", "far": "y"}) == (
+        ["far"], ["c0", "c1"], {"c0": 0.2, "c1": 0.6}
+    )  # fmt: skip
     half = tool.halves(str(path))
     assert set(half) == {"mean_config", "oracle_top3_cross_fitted", "own_gp", "mean_config_plus_own_gp"}
     assert all(-1.0 <= v <= 1.0 for v in half.values())

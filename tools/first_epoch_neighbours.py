@@ -94,18 +94,24 @@ def choices(task: str, others: list[str], ran: list[str], k: int, data: tuple) -
     return out
 
 
+def remembered(task: str, finals: dict, families: dict) -> tuple[list[str], list[str], dict[str, float]]:
+    """What a new ``task`` may draw on: the tasks of other families, the configs every one of them and the task ran,
+    and each of those configs' mean final over them (the portfolio's score)."""
+    others = [t for t in finals if families[t] != families[task]]
+    shared = sorted(k for k in finals[task] if others and all(k in finals[t] for t in others))
+    scores = mean_config_scores({t: finals[t] for t in [task, *others]}, task, shared)
+    return others, shared, dict(zip(shared, scores, strict=True))
+
+
 def compare(path: str = SHIPPED_METADATASET) -> dict[str, dict[str, float]]:
     """Mean tau of the configs not run, per way of choosing remembered tasks and per setting "n,k"."""
     data = load(path)
     families, finals = data[0], data[1]
     scores: dict[str, dict[str, list[float]]] = {}
     for task in sorted(finals):
-        others = [t for t in finals if families[t] != families[task]]
-        shared = sorted(k for k in finals[task] if all(k in finals[t] for t in others))
+        others, shared, mean = remembered(task, finals, families)
         if not others or len(shared) < max(n for n, _ in SETTINGS) + 2:
             continue
-        remembered = {t: finals[t] for t in [task, *others]}
-        mean = dict(zip(shared, mean_config_scores(remembered, task, shared), strict=True))
         order = sorted(shared, key=lambda c: (-mean[c], c))
         fixed = {"mean_config": dict.fromkeys(others, 1.0),  # the same for every setting
                  "oracle_top3": dict.fromkeys(nearest_tasks(task, finals, families, NEIGHBOURS), 1.0)}  # fmt: skip
@@ -139,9 +145,7 @@ def halves(path: str = SHIPPED_METADATASET, space: SearchSpace | None = None) ->
     families, finals = load(path)[:2]
     scores: dict[str, list[float]] = {}
     for task in sorted(finals):
-        others = [t for t in finals if families[t] != families[task]]
-        shared = {k for k in finals[task] if others and all(k in finals[t] for t in others)}
-        mean = dict(zip(sorted(shared), mean_config_scores(finals, task, sorted(shared)), strict=True))
+        _, shared, mean = remembered(task, finals, families)  # the task's own family is not remembered
         cross_fitted = cross_fitted_means(task, finals, families)
         keys = sorted(finals[task])
         for half, other in ((keys[0::2], keys[1::2]), (keys[1::2], keys[0::2])):
