@@ -8,6 +8,7 @@ from lit_transfer.tune.methods.portfolio_halving import PortfolioHalving
 
 SPACE = SearchSpace.from_yaml()
 CONFIGS = [dict(c.values) for c in SPACE.sample(10, seed=0)]
+INDEX = {config_key(c): i for i, c in enumerate(CONFIGS)}  # a trial's config, as its position in the portfolio
 
 
 def curve_of(i: int) -> list[float]:
@@ -19,8 +20,7 @@ def curve_of(i: int) -> list[float]:
 
 
 def tell(method: PortfolioHalving, trial) -> None:
-    i = next(j for j, c in enumerate(CONFIGS) if config_key(c) == trial.key)
-    method.tell(trial, [{"val/acc": v} for v in curve_of(i)[: trial.fidelity]])
+    method.tell(trial, [{"val/acc": v} for v in curve_of(INDEX[trial.key])[: trial.fidelity]])
 
 
 def schedule(method: PortfolioHalving, steps: int) -> list[tuple[int, int]]:
@@ -32,7 +32,7 @@ def schedule(method: PortfolioHalving, steps: int) -> list[tuple[int, int]]:
             break
         method.start(trial)
         tell(method, trial)
-        out.append((next(j for j, c in enumerate(CONFIGS) if config_key(c) == trial.key), trial.fidelity))
+        out.append((INDEX[trial.key], trial.fidelity))
     return out
 
 
