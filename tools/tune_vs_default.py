@@ -2,8 +2,9 @@
 budget in epochs, each choice tested on the task's test split.
 
     python tools/tune_vs_default.py --suite v2 --seeds 1,2 --budget 24 --holdout family \
-        --tasks yes_no-l1-n512,counting-l1-n128,string_ops-l1-n256,entity_type-l1-n64 \
-        --record assets/evaluate/tune_vs_default.json
+        --tasks dates_units-l1-n64,entity_type-l1-n64,sentence-l1-n64,string_ops-l1-n64,word_edit-l2-n64,\
+arithmetic-l3-n128,closed_book-l1-n128,counting-l1-n128 \
+        --record assets/evaluate/tune_vs_default_v2.json
 
 Each task is one of the suite's, its examples drawn with each of ``--seeds`` (the experience used the suite's own
 seeds, so these are tasks no recorded run has seen): one (task, seed) pair per draw. With ``--holdout family`` each
