@@ -4,6 +4,7 @@ critical-difference diagram, on a small synthetic meta-dataset of five tasks in 
 import csv
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,37 @@ def test_a_state_from_before_per_task_seeds_is_refused_not_mixed(lofo, tmp_path)
     state.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match=r"random-2.json: the state was made with seed 7"):
         evaluate(plan, progress=lambda line: None)
+
+
+def test_states_made_by_other_options_or_recipes_are_refused_not_resumed(lofo, tmp_path):
+    """A rerun in the same folder with Transfer's options or its surrogate recipe changed would otherwise resume
+    (and report) the old runs as the new method's; refused, naming the method, until its states are removed."""
+    import dataclasses
+    import shutil
+
+    from lit_transfer.tune.methods import TransferSpec
+
+    plan, _, out = lofo
+    copy = tmp_path / "eval"
+    shutil.copytree(out, copy)
+    made = json.loads((copy / "states" / "made_with.json").read_text())
+    assert set(made) == {"transfer", "portfolio", "default", "random"}
+    again = dataclasses.replace(plan, out=str(copy))
+    evaluate(again, progress=lambda line: None)  # as it was: resumed
+    options = dataclasses.replace(again, methods=[TransferSpec(drop_below=0.5), "portfolio", "default", "random"])
+    with pytest.raises(ValueError, match=r"made_with.json: the states of transfer were made with other options"):
+        evaluate(options, progress=lambda line: None)
+    recipe = tmp_path / "perf.yaml"
+    recipe.write_text(Path(plan.perf_config).read_text() + "\n# another recipe\n")
+    with pytest.raises(ValueError, match=r"the states of transfer were made with other options or surrogate"):
+        evaluate(dataclasses.replace(again, perf_config=str(recipe)), progress=lambda line: None)
+    for state in copy.glob("states/*/transfer-*.json"):
+        state.unlink()
+    evaluate(options, progress=lambda line: None)  # run again with the new options, the others resumed
+    assert json.loads((copy / "states" / "made_with.json").read_text())["portfolio"] == made["portfolio"]
+    (copy / "states" / "made_with.json").unlink()  # states whose makers are not known: from an earlier version
+    with pytest.raises(ValueError, match=r"the states of transfer have no record of what made them"):
+        evaluate(options, progress=lambda line: None)
 
 
 def test_references_use_the_held_out_tasks_results_and_are_never_ranked(lofo):

@@ -159,3 +159,68 @@ def test_reweighing_must_rank_clearly_better_to_be_chosen(monkeypatch):
     monkeypatch.setattr(experience, "LIKELIHOOD_MARGIN", gain + 0.01)
     memory.choose_likelihood(lambda t: t, tau)
     assert float(memory.likelihood_scale) == math.inf
+
+
+def _noisy_shared(families: int = 8, shared: int = 6) -> ExperienceMean:
+    """One task per family; ``shared`` configs run on every task, where each scores at random (a config's result on
+    one task says nothing of another), and one config of its own per task."""
+    generator = torch.Generator().manual_seed(0)
+    configs, tasks, names, curves = [], [], [], []
+    for f in range(families):
+        own = [[0.9, 0.1 * f]]  # far from the shared ones, and from each other's
+        for config in [[0.1 * c, 0.0] for c in range(shared)] + own:
+            final = float(torch.rand(1, generator=generator))
+            configs.append(config)
+            tasks.append(f"t{f}")
+            names.append(f"f{f}")
+            curves.append([final / 2, final])
+    memory = ExperienceMean(2, 1, 2)
+    memory.remember(
+        torch.tensor(configs), tasks, names, {f"t{f}": torch.tensor([0.0]) for f in range(families)},
+        torch.tensor(curves),
+    )  # fmt: skip
+    memory.log_config_scale.fill_(math.log(0.02))
+    return memory
+
+
+def test_thinning_keeps_each_config_of_several_tasks_on_as_many_as_drawn_then_restores_the_memory():
+    memory = _noisy_shared()
+    before = memory.recorded.clone()
+    held = before.amax(-1) > 0  # [task, config]
+    others = torch.arange(len(memory.tasks)) != 3  # task 3's family is held out: neither thinned nor counted
+    with memory.thinned((1,), seed=3, family=3) as kept:
+        now = memory.recorded.amax(-1) > 0
+        for m in range(len(memory.configs)):
+            expected = 1 if held[others, m].sum() > 1 else int(held[others, m].sum())
+            assert int(now[others, m].sum()) == expected == int(kept[m]), m
+        assert torch.equal(memory.recorded[3], before[3])  # the held-out task's own runs are its truth
+        first = memory.recorded.clone()
+    assert torch.equal(memory.recorded, before)
+    with memory.thinned((1,), seed=3, family=3):
+        assert torch.equal(memory.recorded, first)  # seeded: the same draw every fit
+    with memory.thinned((0,), seed=3) as kept:
+        assert torch.equal(memory.recorded, before) and kept[:6].tolist() == [8] * 6  # 0: all of them
+    with memory.thinned((), seed=3):
+        assert torch.equal(memory.recorded, before)
+
+
+def test_a_config_recorded_once_is_shrunk_to_the_prior_once_thinning_shows_one_task_says_little():
+    """Where a config's result on one task says nothing of another, its mean over seven tasks is already near the
+    prior and any prior weight predicts the held-out finals alike: the lightest wins. Only thinned to one task does
+    the fit see that one result must be shrunk, and a config recorded once is then predicted near the prior."""
+    memory = _noisy_shared()
+    plain = memory.choose_scales(lambda t: t, tau)
+    thinned = memory.choose_scales(lambda t: t, tau, thin_to=(1,))
+    assert thinned["prior_mass"] > plain["prior_mass"]
+    # config 0 as if recorded once, on task 0, where it scored 0.95, with a kernel that lets no other config speak
+    memory.recorded[1:, 0] = 0.0
+    memory.values[0, 0] = torch.tensor([0.5, 0.95])
+    memory.log_config_scale.fill_(math.log(0.02))
+    task, config = torch.tensor([[0.0]]), torch.tensor([[0.0, 0.0]])
+    once, _, mass = memory(config, task, memory.tasks, task)
+    prior = (memory.values[..., -1] * memory.recorded[..., -1]).sum() / memory.recorded[..., -1].sum()
+    assert mass.item() == pytest.approx(1.0, abs=1e-3)
+    assert abs(once[0, -1] - prior) < 0.5 * abs(0.95 - prior)
+    memory.log_prior_mass.fill_(math.log(plain["prior_mass"]))
+    as_known, _, _ = memory(config, task, memory.tasks, task)
+    assert as_known[0, -1].item() == pytest.approx(0.95, abs=0.01)  # unthinned: predicted as if it were known

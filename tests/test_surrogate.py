@@ -266,6 +266,10 @@ def test_surrogate_evaluate_json_holds_out_whole_families(tmp_path):
         before = summary["coverage_95_per_family"][row["task"][0]]["before"]
         assert before == row["coverage_95_before"]
         assert "interval_multiples_before" not in row  # pooled per family, not written per task
+    from lit_transfer.evaluation.surrogate_quality import ONCE_KEYS
+
+    for key in ONCE_KEYS:  # a config recorded once, against the same config recorded on every training task
+        assert 0.0 <= summary[key] <= 1.0 and all(0.0 <= r[key] <= 1.0 for r in summary["per_task"]), key
     one = summary["coverage_95_before_one_width"]
     assert set(summary["coverage_95_before_width_per_family"]) == {"a", "c"} and one["families"] == 2
     as_stated = sum(0.85 <= e["before"] <= 0.99 for e in summary["coverage_95_per_family"].values())

@@ -106,3 +106,21 @@ def test_observed_epochs_correct_the_forecast_and_the_checkpoint_loads_as_it_is(
     again, again_std = loaded.predict(configs, features(kind), curves, 8, observed=observed)
     np.testing.assert_array_equal(after, again)
     np.testing.assert_array_equal(std, again_std)
+
+
+def test_a_config_recorded_once_is_told_from_one_recorded_everywhere(surrogate, opposed):
+    """Kept on one training task only, a config's result there may be of the other kind of task: its prediction
+    errs more than with every run, and the check says how often such a config tops the ranking."""
+    from lit_transfer.evaluation.surrogate_quality import ONCE_KEYS, ONCE_SPLITS, _once_recorded
+
+    _, configs = opposed
+    kind = 0.02
+    actual = np.array([final_of(c, kind) for c in configs])
+    portfolio = np.array([(final_of(c, 0.0) + final_of(c, 1.0)) / 2 for c in configs])
+    recorded = surrogate.experience.recorded.clone()
+    found = _once_recorded(configs, features(kind), surrogate, actual, portfolio)
+    assert torch.equal(surrogate.experience.recorded, recorded)  # the memory is as it was
+    assert set(found) == set(ONCE_KEYS) and ONCE_SPLITS > 1
+    assert found["once_recorded_error"] > found["once_recorded_error_known"]
+    assert 0.0 < found["once_recorded_top_share"] <= 1.0
+    assert 0.0 <= found["once_recorded_top_regret"] <= 1.0 and 0.0 <= found["once_recorded_portfolio_regret"] <= 1.0

@@ -20,6 +20,14 @@ Per held-out task:
   zero-shot predictions' tau over the same configs (``tau_unobserved_zero_shot``) and, over the shared ones among
   them, the per-config mean's (``tau_unobserved_mean_config``, next to ``tau_unobserved_shared``); and the
   coverage of the 95% intervals of every epoch not yet seen after those observations (``coverage_95_after``).
+- whether a config recorded once is predicted as if it were known (the experience surrogate only): in each of
+  ``ONCE_SPLITS`` draws, each shared config is kept in the memory on one training task only, or on all of them
+  (``ExperienceMean.thinned``); the mean absolute error and 95% coverage of the zero-shot finals of the configs so
+  recorded once, beside those of the same configs with every run (``once_recorded_error``, ``..._known``,
+  ``once_recorded_coverage_95``, ``..._known``); how often the top prediction over the shared configs is one
+  recorded once (``once_recorded_top_share``) and its normalized regret among them, beside that of the
+  portfolio's first config among those kept on every task (``once_recorded_top_regret``,
+  ``once_recorded_portfolio_regret``): most configs of a real candidate list were recorded once.
 Means over held-out tasks, and per family (``coverage_95_per_family``: before any observation and after the portfolio's
 first 3 configs ran 3 epochs each); ``top1_at_least_portfolio_share``: on how many held-out tasks the top-1
 suggestion did at least as well as the portfolio's. Whether one width of interval could serve every family before
@@ -36,6 +44,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from lit_transfer.evaluation.surrogate_baselines import NearestConfigs, PlainGP, mean_config_scores
 from lit_transfer.metadataset.store import MetaDataset, RunRecord
@@ -54,6 +63,12 @@ KEYS = (
     "top1_final", "portfolio_top1_final",
 )  # fmt: skip
 FAMILY_KEYS = ("tau_zero_shot", "baseline_tau_knn", "coverage_95", "coverage_95_shared", "coverage_95_own")
+ONCE_KEYS = (
+    "once_recorded_error", "once_recorded_error_known", "once_recorded_coverage_95",
+    "once_recorded_coverage_95_known", "once_recorded_top_share", "once_recorded_top_regret",
+    "once_recorded_portfolio_regret",
+)  # fmt: skip
+ONCE_SPLITS = 20  # draws of which shared configs are recorded once, and on which task
 OBSERVED_EPOCHS = (0, 1, 3)
 SETTINGS = ((1, 1), (1, 3), (2, 2), (3, 3))  # (configs run: the portfolio's first ones, epochs each)
 UNOBSERVED_KEYS = (
@@ -125,6 +140,9 @@ def evaluate_task(
         result["baseline_tau_mean_config"] = result["portfolio_top1_final"] = None
     if shared.sum() > 1:
         result.update(_unobserved(runs, features, perf, actual, shared, portfolio, keys))
+        if hasattr(perf, "experience"):
+            result.update(_once_recorded([r.config for r in runs if r.config_key in keys], features, perf,
+                                         actual[shared], np.array(portfolio)))  # fmt: skip
     nearest = knn.predict([encoding.space.encode(c).tolist() for c in configs])
     result["baseline_tau_knn"], result["baseline_spearman_knn"] = tau(nearest, actual), spearman(nearest, actual)
     gp_mean, _ = plain_gp.predict(encoding.inputs(configs, features, None, epochs))
@@ -169,6 +187,38 @@ def _unobserved(
             hits.append(np.abs(truth - mean) <= 1.96 * std)
         out["coverage_95_after"][name] = float(np.concatenate(hits).mean())
     return out
+
+
+def _once_recorded(
+    configs: list[Mapping[str, Any]], features: Mapping[str, float], perf: PerformanceSurrogate, actual: np.ndarray,
+    portfolio: np.ndarray,
+) -> dict[str, float | None]:  # fmt: skip
+    """The ``ONCE_KEYS`` of one held-out task: its shared ``configs`` (their recorded finals ``actual``, their means
+    over the training tasks ``portfolio``) predicted with each kept on one training task, or on all of them."""
+    memory = perf.experience
+    encoded = perf.encoding.configs(configs).float().to(memory.configs.device)
+    rows = torch.cdist(encoded, memory.configs).argmin(1)
+    known_mean, known_std = perf.predict(configs, features)
+    span = max(float(actual.max() - actual.min()), 1e-12)
+    found: dict[str, list] = {key: [] for key in ONCE_KEYS}
+    for split in range(ONCE_SPLITS):
+        with memory.thinned((1, 0), seed=split) as kept:
+            mean, std = perf.predict(configs, features)
+        once = (kept[rows] == 1).cpu().numpy()
+        if once.all() or not once.any():
+            continue
+        top, first = int(np.argmax(mean)), int(np.argmax(np.where(once, -np.inf, portfolio)))
+        for key, value in (
+            ("once_recorded_error", np.abs(mean - actual)[once]),
+            ("once_recorded_error_known", np.abs(known_mean - actual)[once]),
+            ("once_recorded_coverage_95", (np.abs(mean - actual) <= 1.96 * std)[once]),
+            ("once_recorded_coverage_95_known", (np.abs(known_mean - actual) <= 1.96 * known_std)[once]),
+            ("once_recorded_top_share", [once[top]]),
+            ("once_recorded_top_regret", [(actual.max() - actual[top]) / span]),
+            ("once_recorded_portfolio_regret", [(actual.max() - actual[first]) / span]),
+        ):
+            found[key].extend(np.asarray(value, dtype=float).tolist())
+    return {key: float(np.mean(v)) if v else None for key, v in found.items()}
 
 
 def _mean_by_setting(per_task: list[dict[str, Any]], key: str) -> dict[str, float | None]:
@@ -240,6 +290,8 @@ def leave_out(
     )
     for key in UNOBSERVED_KEYS:
         summary[key] = _mean_by_setting(per_task, key)
+    for key in ONCE_KEYS:
+        summary[key] = _mean([r.get(key) for r in per_task])
     summary["coverage_95_per_family"] = {
         family: {
             "before": _mean([r["coverage_95_before"] for r in per_task if r["family"] == family]),

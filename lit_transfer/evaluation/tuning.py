@@ -12,7 +12,9 @@ incumbent) / (best recorded - worst final), and a rank among the methods (ties s
 the mean rank and, for a method run with several seeds, how far its mean regret moves with the seed
 (``regret_seed_sd``); ``stats.json`` the Wilcoxon signed-rank tests of Transfer against every other method;
 ``cd.png`` the critical-difference diagram at the full budget (``lit_transfer.evaluation.stats``). Every (task,
-method, seed) run keeps a tuning state file, so an interrupted evaluation resumes where it stopped.
+method, seed) run keeps a tuning state file, so an interrupted evaluation resumes where it stopped; what made each
+method's states (its spec and options, the surrogate recipes it predicts with) is recorded beside them
+(``states/made_with.json``), and a method whose spec or recipes have changed since is refused, not resumed.
 
 With ``workers`` beyond 1, every method also tunes with N trial steps in flight at once, on a simulated clock that
 advances by each step's recorded seconds (``SimulatedExecutor``); ``parallel.json`` then says, per method and N,
@@ -22,6 +24,7 @@ how soon N workers reach the normalized regret one worker has at the end of its 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -86,7 +89,41 @@ def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> d
         return _evaluate(plan, out, progress)
 
 
+def made_with(spec: MethodSpec, plan: EvaluationPlan) -> str:
+    """A digest of what a method's tuning states depend on: its spec (class and options) and the content of the
+    surrogate recipes it predicts with."""
+    recipes = {"performance": plan.perf_config, "refit": plan.refit_config}
+    used = [recipes[spec.surrogate], plan.cost_config] if spec.surrogate is not None else []
+    what = {
+        "spec": f"{type(spec).__module__}.{type(spec).__qualname__}",
+        "options": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
+        "recipes": [hashlib.sha256(Path(recipe).read_bytes()).hexdigest() for recipe in used],
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_made_with(plan: EvaluationPlan, out: Path) -> None:
+    """Resume only states made by the methods as the plan gives them: a method whose spec, options or surrogate
+    recipes changed since its states were written is refused, naming it, and so are states of which nothing says
+    what made them; then what makes them now is recorded."""
+    record = out / "states" / "made_with.json"
+    recorded = json.loads(record.read_text()) if record.exists() else {}
+    now = {spec.name: made_with(spec, plan) for spec in plan.methods}
+    for method, digest in now.items():
+        known = recorded.get(method)
+        if known == digest or not any((out / "states").glob(f"*/{method}-*.json")):
+            continue  # made as now, or nothing to resume
+        what = "were made with other options or surrogate recipes" if known else "have no record of what made them"
+        raise ValueError(
+            f"{record}: the states of {method} {what}; remove them (states/*/{method}-*.json) to run it again, "
+            "or choose another out"
+        )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(record, json.dumps({**recorded, **now}, indent=1, sort_keys=True))
+
+
 def _evaluate(plan: EvaluationPlan, out: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+    _check_made_with(plan, out)
     with MetaDataset(plan.metadataset) as store:
         task_features, families = store.tasks(), store.families()
         finals = {t: [final_score(r) for r in store.runs(t)] for t in task_features}

@@ -22,9 +22,10 @@ reweighing by ``LIKELIHOOD_MARGIN`` on any of its 14 families, so none is used t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -195,6 +196,35 @@ class ExperienceMean(nn.Module):
             held_out.append(HeldOut(curve, spread, mass, self.values[n, rows], reweigh))
         return held_out
 
+    @contextlib.contextmanager
+    def thinned(self, thin_to: Sequence[int], seed: int, family: int | None = None) -> Iterator[torch.Tensor]:
+        """The memory, while in the block, with each config it holds on more than one task kept on only ``k`` of
+        those tasks, ``k`` drawn per config from ``thin_to`` (0: all of them; the draws seeded by ``seed``); the
+        tasks of ``family`` are neither thinned nor counted. Yields how many tasks each config is kept on [M].
+
+        Most configs a tuner weighs were recorded once, on one task, yet a held-out task's configs are either
+        recorded on every other task (the shared ones) or on none, and for both the prior's weight hardly matters:
+        chosen on them, it was the lightest on most folds of experience v2, and a config recorded once was
+        predicted at its one result, as if it were known."""
+        original = self.recorded
+        held = original.amax(-1) > 0  # [N, M] which task holds which config
+        if family is not None:
+            held[self.families == family] = False
+        thinned, kept = original.clone(), held.sum(0)
+        if thin_to:
+            generator = torch.Generator().manual_seed(seed)
+            for m in (kept > 1).nonzero().squeeze(1).tolist():
+                k = thin_to[int(torch.randint(len(thin_to), (1,), generator=generator))]
+                if 0 < k < kept[m]:
+                    tasks = held[:, m].nonzero().squeeze(1)
+                    thinned[tasks[torch.randperm(len(tasks), generator=generator)[k:]], m] = 0.0
+                    kept[m] = k
+        self.recorded = thinned
+        try:
+            yield kept
+        finally:
+            self.recorded = original
+
     def _reweigher(
         self, weight: torch.Tensor, sums: torch.Tensor, squares: torch.Tensor, counts: torch.Tensor
     ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]:
@@ -216,13 +246,14 @@ class ExperienceMean(nn.Module):
 
     def choose_scales(
         self, normalize: Callable[[torch.Tensor], torch.Tensor], score: Callable[[list, list], float],
-        prior_masses: Sequence[float] = PRIOR_MASSES,
+        prior_masses: Sequence[float] = PRIOR_MASSES, thin_to: Sequence[int] = (),
     ) -> dict[str, float]:  # fmt: skip
         """Pick the config and task lengthscales that rank the final results of each remembered family's tasks best
         (mean ``score``, e.g. Kendall's tau) from the other families alone, as ``k`` of a nearest-neighbour baseline
         is chosen: what is chosen is what transfers to a new kind of task. Then the prior's weight that predicts
-        those final results with the least squared error: a ranking cannot choose it (configs with equal kernel
-        mass keep their order however much they shrink), the levels can."""
+        those final results with the least squared error, with the memory ``thinned`` to ``thin_to`` (so that it
+        also fits configs with little evidence): a ranking cannot choose it (configs with equal kernel mass keep
+        their order however much they shrink), the levels can."""
         memory = normalize(self.tasks)
         self.log_prior_mass.fill_(math.log(min(prior_masses)))
         results = {}
@@ -237,7 +268,7 @@ class ExperienceMean(nn.Module):
         errors = {}
         for prior_mass in prior_masses:
             self.log_prior_mass.fill_(math.log(prior_mass))
-            pairs = list(self._held_out_finals(memory))
+            pairs = list(self._held_out_finals(memory, thin_to))
             errors[prior_mass] = float(torch.cat([(p - a) ** 2 for p, a in pairs]).mean()) if pairs else 0.0
         prior = min(errors, key=lambda m: (round(errors[m], 8), m))  # ties: the lighter prior
         self.log_prior_mass.fill_(math.log(prior))
@@ -283,16 +314,16 @@ class ExperienceMean(nn.Module):
         self.likelihood_scale.fill_(best)
         return results
 
-    def _held_out_finals(self, memory: torch.Tensor):
-        """Per remembered task: the final results of its configs as the other families predict them, and as
-        recorded."""
-        for n, rows, curve, _, _ in self._held_out_predictions(memory, complete=False):
+    def _held_out_finals(self, memory: torch.Tensor, thin_to: Sequence[int] = ()):
+        """Per remembered task: the final results of its configs as the other families predict them (their memory
+        ``thinned`` to ``thin_to``), and as recorded."""
+        for n, rows, curve, _, _ in self._held_out_predictions(memory, complete=False, thin_to=thin_to):
             yield curve[:, -1], self.values[n, rows, -1]
 
-    def _held_out_predictions(self, memory: torch.Tensor, complete: bool):
+    def _held_out_predictions(self, memory: torch.Tensor, complete: bool, thin_to: Sequence[int] = ()):
         """Per remembered task with another family to learn from and at least two configs recorded (through every
         epoch if ``complete``, else at the last): its index, those configs' rows, and the other families' experience
-        at them (mean, spread, mass)."""
+        at them (mean, spread, mass), predicted with the memory ``thinned`` to ``thin_to``."""
         for n in range(len(self.tasks)):
             recorded = self.recorded[n].min(1).values if complete else self.recorded[n, :, -1]
             rows = (recorded > 0).nonzero().squeeze(1)
@@ -300,7 +331,7 @@ class ExperienceMean(nn.Module):
                 continue
             task, normalized = self.tasks[n].expand(len(rows), -1), memory[n].expand(len(rows), -1)
             family = self.families[n].expand(len(rows))
-            with torch.no_grad():
+            with self.thinned(thin_to, seed=n, family=int(self.families[n])), torch.no_grad():
                 curve, spread, mass = self(self.configs[rows], task, memory, normalized, family)
             yield n, rows, curve, spread, mass
 

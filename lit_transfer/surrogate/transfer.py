@@ -41,13 +41,16 @@ class ExperienceSurrogate(SurrogateModule):
         prior_masses: weights of the task prior tried (chosen leave-one-family-out with the lengthscales).
         likelihood_scales: noise scales tried for the likelihood that reweighs the remembered tasks by how well they
             predicted the new task's observed values (chosen leave-one-family-out; ``.inf``: no reweighing).
+        thin_to: while the prior's weight is chosen, each config recorded on several tasks is kept on only this
+            many of them, one number drawn per (held-out task, config), 0: all (``ExperienceMean.thinned``); empty:
+            never thinned.
     """
 
     def __init__(
         self, space: str | Mapping[str, Any] = str(DEFAULT_SPACE), metric: str = "val/acc",
         task_features: Sequence[str] = TASK_FEATURES, variance_steps: int = 300,
         metric_range: tuple[float, float] | None = None, prior_masses: Sequence[float] = PRIOR_MASSES,
-        likelihood_scales: Sequence[float] = LIKELIHOOD_SCALES,
+        likelihood_scales: Sequence[float] = LIKELIHOOD_SCALES, thin_to: Sequence[int] = (),
     ) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters()
@@ -71,7 +74,7 @@ class ExperienceSurrogate(SurrogateModule):
             data.table.config[rows], tasks, [data.table.families[t] for t in tasks], data.table.task_features,
             data.table.target[rows],
         )  # fmt: skip
-        self.experience.choose_scales(self.normalized_task, tau, self.hparams.prior_masses)
+        self.experience.choose_scales(self.normalized_task, tau, self.hparams.prior_masses, self.hparams.thin_to)
         self.experience.choose_likelihood(self.normalized_task, tau, self.hparams.likelihood_scales)
         self.forecast.fit(self.experience.held_out(self.normalized_task), self.hparams.variance_steps)
 
