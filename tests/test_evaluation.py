@@ -209,6 +209,9 @@ def test_states_made_by_other_options_or_recipes_are_refused_not_resumed(lofo, t
         state.unlink()
     evaluate(options, progress=lambda line: None)  # run again with the new options, the others resumed
     assert json.loads((copy / "states" / "made_with.json").read_text())["portfolio"] == made["portfolio"]
+    (copy / "states" / "made_with.json").write_text("{")
+    with pytest.raises(ValueError, match=r"made_with.json: cannot read what made the states"):
+        evaluate(options, progress=lambda line: None)
     (copy / "states" / "made_with.json").unlink()  # states whose makers are not known: from an earlier version
     with pytest.raises(ValueError, match=r"the states of transfer have no record of what made them"):
         evaluate(options, progress=lambda line: None)

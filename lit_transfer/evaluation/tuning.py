@@ -107,7 +107,10 @@ def _check_made_with(plan: EvaluationPlan, out: Path) -> None:
     recipes changed since its states were written is refused, naming it, and so are states of which nothing says
     what made them; then what makes them now is recorded."""
     record = out / "states" / "made_with.json"
-    recorded = json.loads(record.read_text()) if record.exists() else {}
+    try:
+        recorded = json.loads(record.read_text()) if record.exists() else {}
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{record}: cannot read what made the states ({err})") from None
     now = {spec.name: made_with(spec, plan) for spec in plan.methods}
     for method, digest in now.items():
         known = recorded.get(method)
