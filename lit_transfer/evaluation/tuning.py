@@ -60,6 +60,11 @@ from lit_transfer.tune.replay import ReplayEvaluator
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 
+def recipe_digest(recipe: str) -> str:
+    """The digest of a surrogate recipe's content: what names the surrogates and states made with it."""
+    return hashlib.sha256(Path(recipe).read_bytes()).hexdigest()
+
+
 def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> Surrogates:
     """The surrogates the plan's methods use, meta-trained without the ``held_out`` tasks (trained once, then
     loaded from the fold's cache)."""
@@ -72,7 +77,7 @@ def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> Sur
         if target not in needed:
             continue
         # the recipe's content names the file: a changed recipe never loads a surrogate cached from the old one
-        digest = hashlib.sha256(Path(recipe).read_bytes()).hexdigest()[:8]
+        digest = recipe_digest(recipe)[:8]
         path = inside(folder, f"{safe_name(fold, 'task name')}.{target}.{digest}.ckpt")
         if path.exists():
             modules[target] = load_surrogate(path)
@@ -97,7 +102,7 @@ def made_with(spec: MethodSpec, plan: EvaluationPlan) -> str:
     what = {
         "spec": f"{type(spec).__module__}.{type(spec).__qualname__}",
         "options": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
-        "recipes": [hashlib.sha256(Path(recipe).read_bytes()).hexdigest() for recipe in used],
+        "recipes": [recipe_digest(recipe) for recipe in used],
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

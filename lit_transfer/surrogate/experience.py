@@ -210,15 +210,17 @@ class ExperienceMean(nn.Module):
         held = original.amax(-1) > 0  # [N, M] which task holds which config
         if family is not None:
             held[self.families == family] = False
-        thinned, kept = original.clone(), held.sum(0)
-        if thin_to:
-            generator = torch.Generator().manual_seed(seed)
-            for m in (kept > 1).nonzero().squeeze(1).tolist():
-                k = thin_to[int(torch.randint(len(thin_to), (1,), generator=generator))]
-                if 0 < k < kept[m]:
-                    tasks = held[:, m].nonzero().squeeze(1)
-                    thinned[tasks[torch.randperm(len(tasks), generator=generator)[k:]], m] = 0.0
-                    kept[m] = k
+        kept = held.sum(0)
+        if not thin_to:  # nothing to thin: no copy of the memory (fitting predicts every task this way, often)
+            yield kept
+            return
+        thinned, generator = original.clone(), torch.Generator().manual_seed(seed)
+        for m in (kept > 1).nonzero().squeeze(1).tolist():
+            k = thin_to[int(torch.randint(len(thin_to), (1,), generator=generator))]
+            if 0 < k < kept[m]:
+                tasks = held[:, m].nonzero().squeeze(1)
+                thinned[tasks[torch.randperm(len(tasks), generator=generator)[k:]], m] = 0.0
+                kept[m] = k
         self.recorded = thinned
         try:
             yield kept
