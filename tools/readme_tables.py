@@ -231,6 +231,23 @@ def _surrogate_means(r: dict) -> list[str]:
         f"{r['portfolio_top1_final']:.3f} |",
         f"| tasks where top-1 ≥ portfolio's | {r['top1_at_least_portfolio_share']:.3f} | goal ≥ 0.6 |",
         f"| cost error (mean absolute, as a fraction) | {r['cost_mape']:.3f} | |",
+        *_recorded_once(r),
+    ]
+
+
+def _recorded_once(r: dict) -> list[str]:
+    """The rows on configs recorded once, where the record has them (the experience surrogate's, from this
+    version on): a real candidate list is mostly such configs."""
+    if r.get("once_recorded_error") is None:
+        return []
+    return [
+        f"| configs recorded once (kept on one training task): error of the final | {r['once_recorded_error']:.3f} | "
+        f"the same configs recorded everywhere {r['once_recorded_error_known']:.3f} |",
+        f"| ... coverage of the 95% interval | {r['once_recorded_coverage_95']:.3f} | recorded everywhere "
+        f"{r['once_recorded_coverage_95_known']:.3f} |",
+        f"| ... share of tasks whose top prediction is one of them | {r['once_recorded_top_share']:.3f} | |",
+        f"| ... normalized regret of the top prediction | {r['once_recorded_top_regret']:.3f} | portfolio's first "
+        f"recorded everywhere {r['once_recorded_portfolio_regret']:.3f} |",
     ]
 
 

@@ -204,8 +204,8 @@ class ExperienceMean(nn.Module):
 
         Most configs a tuner weighs were recorded once, on one task, yet a held-out task's configs are either
         recorded on every other task (the shared ones) or on none, and for both the prior's weight hardly matters:
-        chosen on them, it is the lightest tried for the shipped v2 surrogate (and on 5 of the 14 folds leaving one
-        family out), which predicts a config recorded once at its one result, as if it were known."""
+        chosen on them, it was the lightest tried for the v2 surrogate (and on 5 of the 14 folds leaving one family
+        out), which predicts a config recorded once at its one result, as if it were known."""
         original = self.recorded
         held = original.amax(-1) > 0  # [N, M] which task holds which config
         if family is not None:
