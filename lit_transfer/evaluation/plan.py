@@ -69,6 +69,11 @@ class EvaluationPlan:
         if 1 not in self.workers or min(self.workers) < 1:
             raise ValueError(f"workers must be >= 1 and include 1 (sequential tuning), got {self.workers}")
 
+    @property
+    def recipes(self) -> dict[str, str]:
+        """The YAML each surrogate role of a fold is meta-trained with."""
+        return {"performance": self.perf_config, "cost": self.cost_config, "refit": self.refit_config}
+
     def method_seeds(self, method: MethodSpec | str) -> list[int]:
         """The seeds ``method`` runs: all, the refit seeds, or one (a method the seed does not change)."""
         kind = method_spec(method).randomness

@@ -71,9 +71,8 @@ def fold_surrogates(plan: EvaluationPlan, fold: str, held_out: list[str]) -> Sur
     folder = Path(plan.out) / "surrogates"
     folder.mkdir(parents=True, exist_ok=True)
     needed = {"cost", *(m.surrogate for m in plan.methods if m.surrogate is not None)}
-    recipes = {"performance": plan.perf_config, "cost": plan.cost_config, "refit": plan.refit_config}
     modules = {}
-    for target, recipe in recipes.items():
+    for target, recipe in plan.recipes.items():
         if target not in needed:
             continue
         # the recipe's content names the file: a changed recipe never loads a surrogate cached from the old one
@@ -97,8 +96,7 @@ def evaluate(plan: EvaluationPlan, progress: Callable[[str], None] = print) -> d
 def made_with(spec: MethodSpec, plan: EvaluationPlan) -> str:
     """A digest of what a method's tuning states depend on: its spec (class and options) and the content of the
     surrogate recipes it predicts with."""
-    recipes = {"performance": plan.perf_config, "refit": plan.refit_config}
-    used = [recipes[spec.surrogate], plan.cost_config] if spec.surrogate is not None else []
+    used = [plan.recipes[spec.surrogate], plan.recipes["cost"]] if spec.surrogate is not None else []
     what = {
         "spec": f"{type(spec).__module__}.{type(spec).__qualname__}",
         "options": dataclasses.asdict(spec) if dataclasses.is_dataclass(spec) else {},
