@@ -211,7 +211,7 @@ class ExperienceMean(nn.Module):
         if family is not None:
             held[self.families == family] = False
         kept = held.sum(0)
-        if not thin_to:  # nothing to thin: no copy of the memory (fitting predicts every task this way, often)
+        if not thin_to:  # nothing to thin: no copy of the memory
             yield kept
             return
         thinned, generator = original.clone(), torch.Generator().manual_seed(seed)
@@ -333,7 +333,9 @@ class ExperienceMean(nn.Module):
                 continue
             task, normalized = self.tasks[n].expand(len(rows), -1), memory[n].expand(len(rows), -1)
             family = self.families[n].expand(len(rows))
-            with self.thinned(thin_to, seed=n, family=int(self.families[n])), torch.no_grad():
+            # most passes (the lengthscale search, the forecast's fit) thin nothing: no count of the memory then
+            thin = self.thinned(thin_to, seed=n, family=int(self.families[n])) if thin_to else contextlib.nullcontext()
+            with thin, torch.no_grad():
                 curve, spread, mass = self(self.configs[rows], task, memory, normalized, family)
             yield n, rows, curve, spread, mass
 
